@@ -1,0 +1,242 @@
+//! The four DORA metrics over one window (CONTRACT.md section 5), computed with SQL at
+//! query time.
+//!
+//! They read the per-attempt and per-incident facts the projector derives from the log
+//! in the transaction that appends each event (`deploy_facts`, `incident_facts`), so a
+//! window is an index range scan: which deploy a late rollback marks, and which close
+//! ends an incident, were settled when those events arrived. No metric is stored.
+//! The queries run in one read-only, repeatable-read transaction, so the numbers of one
+//! answer come from one state of the log.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+/// What to measure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsQuery {
+    /// Window length in days, 1-3650.
+    pub days: u32,
+    /// How many days before `as_of` the window ends, 0-3650.
+    pub offset: u32,
+    /// The instant the question is asked at; failures known after it do not count.
+    pub as_of: DateTime<Utc>,
+    /// One service, or all.
+    pub service: Option<String>,
+    /// The environment.
+    pub environment: String,
+}
+
+/// `[start, end)` of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Window {
+    /// Inclusive.
+    pub start: DateTime<Utc>,
+    /// Exclusive.
+    pub end: DateTime<Utc>,
+    /// Length in days.
+    pub days: u32,
+    /// Days between the end and `as_of`.
+    pub offset: u32,
+}
+
+impl MetricsQuery {
+    /// `end = as_of - offset days`, `start = end - days`.
+    pub fn window(&self) -> Window {
+        let end = self.as_of - TimeDelta::days(i64::from(self.offset));
+        Window {
+            start: end - TimeDelta::days(i64::from(self.days)),
+            end,
+            days: self.days,
+            offset: self.offset,
+        }
+    }
+}
+
+/// The `/dora` answer. Fields may be added; none is ever renamed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// The window measured.
+    pub window: Window,
+    /// The service filter, `null` for all.
+    pub service: Option<String>,
+    /// The environment measured.
+    pub environment: String,
+    /// Successful deploy attempts per day.
+    pub deployment_frequency: DeploymentFrequency,
+    /// Commit-to-production time.
+    pub lead_time: LeadTime,
+    /// Share of deploy attempts that failed.
+    pub change_failure_rate: ChangeFailureRate,
+    /// Incident open-to-close time.
+    pub time_to_restore: TimeToRestore,
+}
+
+/// Deployment frequency.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeploymentFrequency {
+    /// Successful deploy attempts in the window.
+    pub deploys: i64,
+    /// `deploys / days`, to 3 decimals.
+    pub per_day: f64,
+}
+
+/// Lead time for changes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LeadTime {
+    /// Interpolated median of `occurred_at - commit_at`; `null` without samples.
+    pub median_seconds: Option<f64>,
+    /// Successful deploys in the window that carry `commit_at`.
+    pub samples: i64,
+}
+
+/// Change failure rate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangeFailureRate {
+    /// Attempts in the window that failed (known by `as_of`).
+    pub failed: i64,
+    /// All deploy attempts in the window.
+    pub attempts: i64,
+    /// `failed / attempts`, to 4 decimals; `null` without attempts.
+    pub rate: Option<f64>,
+}
+
+/// Time to restore (failed deployment recovery time).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimeToRestore {
+    /// Interpolated median of `closed - opened` over incidents closed in the window.
+    pub median_seconds: Option<f64>,
+    /// Incidents closed in the window.
+    pub samples: i64,
+    /// Incidents opened before the end and not closed by it.
+    pub open_incidents: i64,
+}
+
+/// Deployment frequency, lead time and change failure rate share one row set, the
+/// deploy attempts in the window, so one scan computes all three. A successful attempt
+/// is one whose own outcome was success; it counts in frequency and lead time even if
+/// a rollback later marks it failed for the change failure rate.
+const DEPLOY_METRICS: &str = r#"
+SELECT
+    count(*) FILTER (WHERE succeeded)                                 AS deploys,
+    percentile_cont(0.5) WITHIN GROUP (ORDER BY lead_seconds)
+        FILTER (WHERE succeeded)                                      AS lead_median,
+    count(lead_seconds) FILTER (WHERE succeeded)                      AS lead_samples,
+    count(*) FILTER (WHERE failed_at <= $4)                           AS failed,
+    count(*)                                                          AS attempts
+FROM deploy_facts
+WHERE environment = $1
+  AND ($5::text IS NULL OR service = $5)
+  AND occurred_at >= $2 AND occurred_at < $3
+"#;
+
+/// Time to restore over incidents whose (first) close falls in the window.
+const RESTORE_TIMES: &str = r#"
+SELECT
+    percentile_cont(0.5) WITHIN GROUP (
+        ORDER BY extract(epoch FROM closed_at - opened_at)::float8)   AS median,
+    count(*)                                                          AS samples
+FROM incident_facts
+WHERE environment = $1
+  AND ($4::text IS NULL OR service = $4)
+  AND closed_at >= $2 AND closed_at < $3
+"#;
+
+/// Incidents opened before the end of the window and not closed by it.
+const OPEN_INCIDENTS: &str = r#"
+SELECT count(*)
+FROM incident_facts
+WHERE environment = $1
+  AND ($3::text IS NULL OR service = $3)
+  AND opened_at < $2
+  AND (closed_at IS NULL OR closed_at >= $2)
+"#;
+
+/// Computes the report for one query.
+pub async fn compute(pool: &PgPool, query: &MetricsQuery) -> Result<Report, sqlx::Error> {
+    let window = query.window();
+    let service = query.service.as_deref();
+    let env = query.environment.as_str();
+
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let (deploys, lead_median, lead_samples, failed, attempts): (i64, Option<f64>, i64, i64, i64) =
+        sqlx::query_as(DEPLOY_METRICS)
+            .bind(env)
+            .bind(window.start)
+            .bind(window.end)
+            .bind(query.as_of)
+            .bind(service)
+            .fetch_one(&mut *tx)
+            .await?;
+    let (restore_median, restore_samples): (Option<f64>, i64) = sqlx::query_as(RESTORE_TIMES)
+        .bind(env)
+        .bind(window.start)
+        .bind(window.end)
+        .bind(service)
+        .fetch_one(&mut *tx)
+        .await?;
+    let open_incidents: i64 = sqlx::query_scalar(OPEN_INCIDENTS)
+        .bind(env)
+        .bind(window.end)
+        .bind(service)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+
+    Ok(Report {
+        window,
+        service: query.service.clone(),
+        environment: query.environment.clone(),
+        deployment_frequency: DeploymentFrequency {
+            deploys,
+            per_day: round(deploys as f64 / f64::from(query.days), 3),
+        },
+        lead_time: LeadTime {
+            median_seconds: lead_median,
+            samples: lead_samples,
+        },
+        change_failure_rate: ChangeFailureRate {
+            failed,
+            attempts,
+            rate: (attempts > 0).then(|| round(failed as f64 / attempts as f64, 4)),
+        },
+        time_to_restore: TimeToRestore {
+            median_seconds: restore_median,
+            samples: restore_samples,
+            open_incidents,
+        },
+    })
+}
+
+fn round(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_ends_offset_days_before_as_of() {
+        let q = MetricsQuery {
+            days: 7,
+            offset: 7,
+            as_of: "2026-03-16T00:00:00Z".parse().unwrap(),
+            service: None,
+            environment: "prod".into(),
+        };
+        let w = q.window();
+        assert_eq!(w.end.to_rfc3339(), "2026-03-09T00:00:00+00:00");
+        assert_eq!(w.start.to_rfc3339(), "2026-03-02T00:00:00+00:00");
+    }
+
+    #[test]
+    fn rounding() {
+        assert_eq!(round(5.0 / 7.0, 3), 0.714);
+        assert_eq!(round(1.0 / 6.0, 4), 0.1667);
+    }
+}

@@ -1,0 +1,57 @@
+//! The API's one error type.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// Everything the API can refuse or fail at.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A query parameter is malformed or out of range.
+    #[error("{message}")]
+    BadParam {
+        /// The parameter.
+        param: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// PostgreSQL failed or is unreachable.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Serving failed.
+    #[error("serving HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        match self {
+            Error::BadParam { param, message } => (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": message, "param": param})),
+            )
+                .into_response(),
+            other => {
+                // The details go to the log, not to the caller.
+                tracing::error!(error = %other, "request failed");
+                let status = match &other {
+                    Error::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                (
+                    status,
+                    Json(
+                        json!({"error": "the metrics could not be computed; see the dora-api log"}),
+                    ),
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// Shorthand for the API's results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

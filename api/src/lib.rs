@@ -1,0 +1,60 @@
+//! dora-api: computes the four DORA metrics from the event log, on every request.
+//!
+//! # Layout
+//!
+//! - [`config`]: settings from flags or the environment.
+//! - [`dora`]: the metrics over one window, in SQL.
+//! - [`http`]: routes and query-parameter checks.
+
+pub mod config;
+pub mod dora;
+mod error;
+pub mod http;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+/// A read-only pool on the live store. `lazy`: the API starts, and says so on
+/// `/readyz`, even while the database is down.
+pub fn connect(database_url: &str, max_connections: u32) -> Result<PgPool> {
+    let options = PgConnectOptions::from_str(database_url)?
+        .options([
+            ("search_path", dora_event::STORE_SCHEMA),
+            // The API never writes; the database enforces it.
+            ("default_transaction_read_only", "on"),
+            // The metric queries take an optional `service`; a plan made for the actual
+            // parameters uses the right index, a generic plan cannot.
+            ("plan_cache_mode", "force_custom_plan"),
+            ("statement_timeout", "30s"),
+        ])
+        .application_name("dora-api");
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options))
+}
+
+/// Serves the API on `listener` until `shutdown` turns true.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let pool = connect(&config.database_url, config.db_connections)?;
+    if config.slack_webhook_url.is_none() {
+        tracing::info!("DORA_SLACK_WEBHOOK_URL not set: alerts would only be logged");
+    }
+    tracing::info!(addr = ?listener.local_addr().ok(), "dora api listening");
+    axum::serve(listener, http::app(http::AppState { pool: pool.clone() }))
+        .with_graceful_shutdown(dora_event::process::requested(shutdown))
+        .await?;
+    pool.close().await;
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! Bearer-token authentication. Secrets are compared in constant time and never logged.
+
+use std::fmt;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use subtle::ConstantTimeEq;
+
+use crate::error::Error;
+use crate::http::AppState;
+
+/// Shortest secret accepted: a guessable token would make every number forgeable.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// The named ingest tokens. `Debug` shows the names only.
+#[derive(Clone)]
+pub struct Tokens(Vec<(String, Vec<u8>)>);
+
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| format!("{name}=***")))
+            .finish()
+    }
+}
+
+impl Tokens {
+    /// Parses `name=secret,name2=secret2`.
+    pub fn parse(value: &str) -> Result<Tokens, String> {
+        let mut tokens: Vec<(String, Vec<u8>)> = Vec::new();
+        for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((name, secret)) = pair.split_once('=') else {
+                return Err("expected name=secret pairs separated by commas".to_owned());
+            };
+            let name = name.trim();
+            let name_ok = (1..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !name_ok {
+                return Err(format!(
+                    "token name `{name}` must be 1-64 characters of A-Z a-z 0-9 _ - ."
+                ));
+            }
+            if name == dora_event::NATS_SOURCE {
+                return Err(
+                    "the token name `nats` is reserved for events published straight to NATS"
+                        .to_owned(),
+                );
+            }
+            if secret.len() < MIN_SECRET_LEN {
+                return Err(format!(
+                    "the secret of token `{name}` is shorter than {MIN_SECRET_LEN} characters"
+                ));
+            }
+            if tokens.iter().any(|(n, _)| n == name) {
+                return Err(format!("token name `{name}` appears twice"));
+            }
+            if tokens.iter().any(|(_, s)| s == secret.as_bytes()) {
+                return Err(format!("token `{name}` reuses another token's secret"));
+            }
+            tokens.push((name.to_owned(), secret.as_bytes().to_vec()));
+        }
+        if tokens.is_empty() {
+            return Err("at least one name=secret token is required".to_owned());
+        }
+        Ok(Tokens(tokens))
+    }
+
+    /// The name of the token whose secret is `presented`. Every secret is compared,
+    /// in constant time, whichever matches.
+    pub fn lookup(&self, presented: &[u8]) -> Option<&str> {
+        let mut found = None;
+        for (name, secret) in &self.0 {
+            if bool::from(secret.as_slice().ct_eq(presented)) {
+                found = Some(name.as_str());
+            }
+        }
+        found
+    }
+}
+
+/// The authenticated caller: the name of its token, which becomes the events' `source`.
+#[derive(Debug, Clone)]
+pub struct Source(pub String);
+
+impl FromRequestParts<AppState> for Source {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let Some(header) = header else {
+            tracing::warn!("rejected: no Authorization header");
+            return Err(Error::Unauthorized(
+                "missing `Authorization: Bearer <token>` header",
+            ));
+        };
+        let presented = match header.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => {
+                tracing::warn!("rejected: Authorization header is not a bearer token");
+                return Err(Error::Unauthorized(
+                    "the Authorization header must be `Bearer <token>`",
+                ));
+            }
+        };
+        match state.tokens.lookup(presented.as_bytes()) {
+            Some(name) => Ok(Source(name.to_owned())),
+            None => {
+                tracing::warn!("rejected: unknown bearer token");
+                Err(Error::Unauthorized("unknown token"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_parse_and_match() {
+        let t = Tokens::parse("ci=aaaaaaaaaaaaaaaa, pager=bbbbbbbbbbbbbbbb").unwrap();
+        assert_eq!(t.lookup(b"bbbbbbbbbbbbbbbb"), Some("pager"));
+        assert_eq!(t.lookup(b"aaaaaaaaaaaaaaaa"), Some("ci"));
+        assert_eq!(t.lookup(b"aaaaaaaaaaaaaaa"), None);
+        assert_eq!(t.lookup(b""), None);
+        assert!(
+            !format!("{t:?}").contains("aaaa"),
+            "Debug leaks a secret: {t:?}"
+        );
+    }
+
+    #[test]
+    fn bad_token_settings_are_refused() {
+        for bad in [
+            "",
+            "ci",
+            "ci=short",
+            "nats=aaaaaaaaaaaaaaaa",
+            "a b=aaaaaaaaaaaaaaaa",
+            "ci=aaaaaaaaaaaaaaaa,ci=bbbbbbbbbbbbbbbb",
+            "ci=aaaaaaaaaaaaaaaa,cd=aaaaaaaaaaaaaaaa",
+        ] {
+            assert!(Tokens::parse(bad).is_err(), "accepted {bad:?}");
+        }
+    }
+}

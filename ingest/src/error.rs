@@ -1,0 +1,89 @@
+//! The gateway's one error type; every rejection is JSON that names the problem.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// Everything the gateway can refuse or fail at.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Missing or unknown token.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// Body is not declared as JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Body over the limit.
+    #[error("request body is over the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    /// Body could not be read, or is not JSON.
+    #[error("{0}")]
+    BadRequest(String),
+    /// One event broke a rule of the contract.
+    #[error("{message}")]
+    InvalidEvent {
+        /// Position in the array, for a batch.
+        index: Option<usize>,
+        /// The field at fault.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// JetStream unreachable or did not acknowledge: nothing may be reported accepted.
+    #[error("JetStream did not acknowledge the events; nothing was accepted, retry: {0}")]
+    Unavailable(String),
+    /// Failure at start.
+    #[error("NATS: {0}")]
+    Nats(#[from] async_nats::Error),
+    /// The stream is missing or misconfigured.
+    #[error(transparent)]
+    Stream(#[from] dora_event::stream::StreamError),
+    /// Serving failed.
+    #[error("serving HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    fn status(&self) -> StatusCode {
+        match self {
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::BadRequest(_) | Error::InvalidEvent { .. } => StatusCode::BAD_REQUEST,
+            Error::Unavailable(_) | Error::Nats(_) | Error::Stream(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Error::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut body = json!({ "error": self.to_string() });
+        if let Error::InvalidEvent { index, field, .. } = &self {
+            if let Some(index) = index {
+                body["index"] = json!(index);
+            }
+            if let Some(field) = field {
+                body["field"] = json!(field);
+            }
+        }
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+/// Shorthand for the gateway's results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

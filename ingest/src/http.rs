@@ -1,0 +1,157 @@
+//! The gateway's routes: `POST /events`, `GET /healthz`, `GET /readyz`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use dora_event::{validate, Event, Origin};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{Source, Tokens};
+use crate::error::{Error, Result};
+use crate::publish::Publisher;
+
+/// Most events in one request.
+pub const MAX_BATCH: usize = 1000;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Accepted tokens.
+    pub tokens: Tokens,
+    /// Where events go.
+    pub publisher: Publisher,
+    /// For readiness: the connection and the stream.
+    pub nats: async_nats::Client,
+    /// For readiness.
+    pub js: async_nats::jetstream::Context,
+    /// Stream name, for readiness.
+    pub stream: String,
+    /// Body limit in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// The `202` body.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    /// Events in the request, all now stored.
+    pub accepted: usize,
+    /// Their ids, in request order (assigned ones included).
+    pub ids: Vec<String>,
+    /// How many JetStream already had.
+    pub duplicates: usize,
+}
+
+/// The gateway's router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/events", post(post_events))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn post_events(
+    State(state): State<AppState>,
+    Source(source): Source,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Accepted>)> {
+    require_json(&headers)?;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::PayloadTooLarge(state.max_body_bytes)
+        } else {
+            Error::BadRequest(format!("could not read the body: {rejection}"))
+        }
+    })?;
+    let events = parse(&body)?;
+    let duplicates = state.publisher.publish(&events, &source).await?;
+    tracing::info!(%source, accepted = events.len(), duplicates, "events accepted");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            accepted: events.len(),
+            ids: events.into_iter().map(|e| e.id).collect(),
+            duplicates,
+        }),
+    ))
+}
+
+/// `application/json`, with or without parameters such as `charset`.
+fn require_json(headers: &HeaderMap) -> Result<()> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedMediaType(format!(
+            "Content-Type must be application/json; got `{content_type}`"
+        )))
+    }
+}
+
+/// One event or an array of 1-1000, validated as a whole: one bad element rejects all.
+fn parse(body: &[u8]) -> Result<Vec<Event>> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Error::BadRequest(format!("invalid JSON: {e}")))?;
+    let received_at = Utc::now();
+    let invalid = |index: Option<usize>, e: dora_event::ValidationError| Error::InvalidEvent {
+        index,
+        field: e.field,
+        message: match index {
+            Some(i) => format!("event {i}: {}", e.message),
+            None => e.message,
+        },
+    };
+    match value {
+        Value::Array(items) => {
+            if items.is_empty() || items.len() > MAX_BATCH {
+                return Err(Error::BadRequest(format!(
+                    "an array must hold 1 to {MAX_BATCH} events; got {}",
+                    items.len()
+                )));
+            }
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    validate(item, Origin::Gateway, received_at).map_err(|e| invalid(Some(i), e))
+                })
+                .collect()
+        }
+        one => Ok(vec![
+            validate(&one, Origin::Gateway, received_at).map_err(|e| invalid(None, e))?
+        ]),
+    }
+}
+
+/// Ready when NATS is connected and the stream exists.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    use async_nats::connection::State as Conn;
+    if state.nats.connection_state() != Conn::Connected {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "error": "not connected to NATS"})),
+        );
+    }
+    match state.js.get_stream(&state.stream).await {
+        Ok(_) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({"status": "unavailable", "error": format!("stream `{}`: {e}", state.stream)}),
+            ),
+        ),
+    }
+}

@@ -1,0 +1,122 @@
+//! The projector's settings, from flags or the environment.
+
+use std::fmt;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use dora_event::settings::StreamSettings;
+
+/// dora-projector: appends every event of the stream, once, to the PostgreSQL event log.
+#[derive(Clone, Parser)]
+#[command(name = "dora-projector", version)]
+pub struct Config {
+    /// What to do; without a command the projector runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Where the stream lives.
+    #[command(flatten)]
+    pub stream: StreamSettings,
+    /// PostgreSQL holding the event log; the projector owns and migrates its schema.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/dora", value_parser = database_url)]
+    pub database_url: String,
+    /// Name of the durable JetStream consumer; its position survives restarts.
+    #[arg(
+        long,
+        env = "DORA_PROJECTOR_CONSUMER",
+        default_value = "dora-projector"
+    )]
+    pub consumer: String,
+    /// Most messages written in one transaction.
+    #[arg(long, env = "DORA_PROJECTOR_BATCH", default_value_t = 1000, value_parser = batch_size)]
+    pub batch_size: usize,
+    /// Seconds JetStream waits for an ack before it delivers a message again.
+    #[arg(long, env = "DORA_PROJECTOR_ACK_WAIT_SECS", default_value = "30", value_parser = seconds)]
+    pub ack_wait: Duration,
+}
+
+/// The projector's commands.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum Command {
+    /// Follow the stream and append new events (the default).
+    Run,
+    /// Rebuild the store from the first message of the stream, then swap it in atomically.
+    Replay,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("command", &self.command)
+            .field("stream", &self.stream)
+            .field("database_url", &redact(&self.database_url))
+            .field("consumer", &self.consumer)
+            .field("batch_size", &self.batch_size)
+            .field("ack_wait", &self.ack_wait)
+            .finish()
+    }
+}
+
+/// The URL without its password, fit for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn database_url(value: &str) -> Result<String, String> {
+    if !(value.starts_with("postgres://") || value.starts_with("postgresql://")) {
+        return Err("must start with postgres:// or postgresql://".to_owned());
+    }
+    value
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .map(|_| value.to_owned())
+        .map_err(|e| format!("not a PostgreSQL URL: {e}"))
+}
+
+fn batch_size(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+        _ => Err("a whole number from 1 to 10000".to_owned()),
+    }
+}
+
+fn seconds(value: &str) -> Result<Duration, String> {
+    match value.parse::<u64>() {
+        Ok(s) if s > 0 => Ok(Duration::from_secs(s)),
+        _ => Err("a whole number of seconds, at least 1".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            redact("postgres://dora:s3cret@db:5432/dora"),
+            "postgres://dora:***@db:5432/dora"
+        );
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1/dora"),
+            "postgres://postgres@127.0.0.1/dora"
+        );
+    }
+
+    #[test]
+    fn a_malformed_setting_names_itself() {
+        let err =
+            Config::try_parse_from(["dora-projector", "--database-url", "mysql:/x"]).unwrap_err();
+        assert!(err.to_string().contains("--database-url"), "{err}");
+        let err =
+            Config::try_parse_from(["dora-projector", "--subject-prefix", "a.>"]).unwrap_err();
+        assert!(err.to_string().contains("--subject-prefix"), "{err}");
+    }
+}

@@ -1,0 +1,264 @@
+//! Following the stream with a durable pull consumer.
+//!
+//! One step takes every message that is ready (up to the batch size), writes them in one
+//! transaction, and only then acks them. A database outage means no ack and a retry with
+//! backoff; shutdown during the retry leaves the messages unacked for the next start.
+
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer, AckKind};
+use futures::{Stream, StreamExt};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::decode::{decode, Decoded, Incoming};
+use crate::error::{Error, Result};
+use crate::store::{self, Applied};
+
+type Batches = Pin<
+    Box<
+        dyn Stream<Item = Vec<Result<jetstream::Message, consumer::pull::MessagesError>>>
+            + Send
+            + Sync,
+    >,
+>;
+
+/// What one step did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Messages in the batch.
+    pub messages: u64,
+    /// What the store made of them.
+    pub applied: Applied,
+    /// Highest stream sequence in the batch.
+    pub last_seq: u64,
+    /// Messages still waiting for this consumer after the batch (the lag).
+    pub pending: u64,
+    /// Stream sequences of the messages kept as rejected.
+    pub rejected_seqs: Vec<u64>,
+}
+
+/// The consumer half of the projector: a durable pull consumer and the store.
+pub struct Projector {
+    pool: PgPool,
+    prefix: String,
+    batches: Batches,
+}
+
+impl std::fmt::Debug for Projector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projector")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The durable consumer's configuration: explicit acks, redelivered forever.
+pub fn consumer_config(
+    name: &str,
+    ack_wait: Duration,
+    batch_size: usize,
+) -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(name.to_owned()),
+        description: Some("dora-projector: appends events to the PostgreSQL log".to_owned()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        deliver_policy: consumer::DeliverPolicy::All,
+        ack_wait,
+        // Room for a few batches in flight; never -1 (max_deliver) so nothing is dropped.
+        max_ack_pending: (batch_size * 4).max(1000) as i64,
+        ..Default::default()
+    }
+}
+
+impl Projector {
+    /// Binds to the durable consumer `name` on `stream`, creating it if needed.
+    pub async fn new(
+        pool: PgPool,
+        stream: &jetstream::stream::Stream,
+        prefix: &str,
+        name: &str,
+        ack_wait: Duration,
+        batch_size: usize,
+    ) -> Result<Projector> {
+        let consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(name, consumer_config(name, ack_wait, batch_size))
+            .await
+            .map_err(|e| Error::Nats(e.into()))?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(batch_size)
+            .messages()
+            .await
+            .map_err(|e| Error::Nats(e.into()))?;
+        Ok(Projector {
+            pool,
+            prefix: prefix.to_owned(),
+            batches: Box::pin(messages.ready_chunks(batch_size)),
+        })
+    }
+
+    /// Waits for messages and returns every one that is ready, up to the batch size.
+    /// `None` when the consumer's stream has ended.
+    pub async fn next_batch(&mut self) -> Option<Vec<jetstream::Message>> {
+        loop {
+            let chunk = self.batches.next().await?;
+            let mut batch = Vec::with_capacity(chunk.len());
+            for item in chunk {
+                match item {
+                    Ok(msg) => batch.push(msg),
+                    // Heartbeats missed, a pull that expired: the client re-pulls.
+                    Err(e) => tracing::warn!(error = %e, "consumer hiccup"),
+                }
+            }
+            if !batch.is_empty() {
+                return Some(batch);
+            }
+        }
+    }
+
+    /// Writes a batch, retrying a failing database with backoff until it succeeds or
+    /// `shutdown` turns true. Does not ack.
+    pub async fn apply(
+        &self,
+        batch: &[jetstream::Message],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<BatchOutcome> {
+        let mut decoded = Vec::with_capacity(batch.len());
+        let mut rejected_seqs = Vec::new();
+        for msg in batch {
+            let incoming = Incoming::from_message(msg)?;
+            let d = decode(&self.prefix, incoming);
+            if let Decoded::Rejected(r) = &d {
+                rejected_seqs.push(r.incoming.stream_seq);
+                tracing::warn!(stream_seq = r.incoming.stream_seq, subject = %r.incoming.subject,
+                    field = ?r.error.field, reason = %r.error, "rejected message kept in rejected_events");
+            }
+            decoded.push(d);
+        }
+        let mut backoff = Duration::from_millis(100);
+        let applied = loop {
+            match store::apply(&self.pool, &decoded).await {
+                Ok(applied) => break applied,
+                Err(e) if *shutdown.borrow() => return Err(e),
+                Err(e) => {
+                    tracing::error!(error = %e, retry_in = ?backoff, "batch not written; messages stay unacked");
+                    // Tell JetStream we are still on it, so it does not hand the batch to
+                    // another consumer while we wait for the database.
+                    for msg in batch {
+                        let _ = msg.ack_with(AckKind::Progress).await;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        let (last_seq, pending) = batch
+            .last()
+            .and_then(|m| m.info().ok())
+            .map(|i| (i.stream_sequence, i.pending))
+            .unwrap_or_default();
+        Ok(BatchOutcome {
+            messages: batch.len() as u64,
+            applied,
+            last_seq,
+            pending,
+            rejected_seqs,
+        })
+    }
+
+    /// Acks a batch that [`Projector::apply`] wrote. Rejected messages are terminated:
+    /// they are kept in the store and redelivering them cannot help.
+    pub async fn ack(&self, batch: &[jetstream::Message], outcome: &BatchOutcome) -> Result<()> {
+        for msg in batch {
+            let seq = msg.info()?.stream_sequence;
+            if outcome.rejected_seqs.contains(&seq) {
+                msg.ack_with(AckKind::Term).await?;
+            } else {
+                msg.ack().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One step: the next batch, written, then acked. `None` when the stream ended.
+    pub async fn step(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<BatchOutcome>> {
+        let Some(batch) = self.next_batch().await else {
+            return Ok(None);
+        };
+        let outcome = self.apply(&batch, shutdown).await?;
+        self.ack(&batch, &outcome).await?;
+        Ok(Some(outcome))
+    }
+
+    /// Steps until `shutdown` turns true. The batch in hand when it does is finished
+    /// (written and acked) if the database allows, else left unacked.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let mut progress = Progress::default();
+        loop {
+            let batch = tokio::select! {
+                batch = self.next_batch() => batch,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            let Some(batch) = batch else {
+                tracing::warn!("the consumer's message stream ended");
+                break;
+            };
+            let outcome = self.apply(&batch, &mut shutdown).await?;
+            self.ack(&batch, &outcome).await?;
+            progress.record(outcome);
+        }
+        progress.log();
+        Ok(())
+    }
+}
+
+/// Running totals, logged every few seconds while there is traffic.
+#[derive(Debug)]
+struct Progress {
+    totals: Applied,
+    last: BatchOutcome,
+    logged_at: Instant,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            totals: Applied::default(),
+            last: BatchOutcome::default(),
+            logged_at: Instant::now(),
+        }
+    }
+}
+
+impl Progress {
+    fn record(&mut self, outcome: BatchOutcome) {
+        self.totals.inserted += outcome.applied.inserted;
+        self.totals.duplicates += outcome.applied.duplicates;
+        self.totals.rejected += outcome.applied.rejected;
+        tracing::debug!(?outcome, "batch applied");
+        self.last = outcome;
+        if self.logged_at.elapsed() >= Duration::from_secs(10) {
+            self.log();
+        }
+    }
+
+    fn log(&mut self) {
+        tracing::info!(
+            last_seq = self.last.last_seq,
+            lag = self.last.pending,
+            inserted = self.totals.inserted,
+            duplicates = self.totals.duplicates,
+            rejected = self.totals.rejected,
+            "projector progress"
+        );
+        self.logged_at = Instant::now();
+    }
+}

@@ -1,0 +1,169 @@
+//! From a stream message to an event ready for the log, or a rejection with its reason.
+//!
+//! The projector validates exactly as the gateway does (same function), against the
+//! time JetStream stored the message, so replaying an old message decides the same way.
+
+use async_nats::jetstream;
+use chrono::{DateTime, Utc};
+use dora_event::{
+    subject, validate, Event, Origin, ValidationError, MSG_ID_HEADER, NATS_SOURCE, SOURCE_HEADER,
+};
+
+/// A message as the projector sees it.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// JetStream sequence.
+    pub stream_seq: u64,
+    /// Subject it was published on.
+    pub subject: String,
+    /// Body, as published.
+    pub payload: Vec<u8>,
+    /// `Nats-Msg-Id` header, if any.
+    pub msg_id: Option<String>,
+    /// `Dora-Source` header, if any (set by the gateway).
+    pub source: Option<String>,
+    /// When JetStream stored it.
+    pub received_at: DateTime<Utc>,
+}
+
+impl Incoming {
+    /// Reads a JetStream message.
+    pub fn from_message(msg: &jetstream::Message) -> Result<Incoming, async_nats::Error> {
+        let info = msg.info()?;
+        let header = |name: &str| {
+            msg.headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_owned())
+        };
+        Ok(Incoming {
+            stream_seq: info.stream_sequence,
+            subject: msg.subject.to_string(),
+            payload: msg.payload.to_vec(),
+            msg_id: header(MSG_ID_HEADER),
+            source: header(SOURCE_HEADER),
+            received_at: info.published,
+        })
+    }
+}
+
+/// A valid event with what the store adds to it.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The event.
+    pub event: Event,
+    /// Token name, or `nats`.
+    pub source: String,
+    /// JetStream sequence.
+    pub stream_seq: i64,
+    /// When JetStream stored it.
+    pub received_at: DateTime<Utc>,
+}
+
+/// A message that failed validation, kept with the reason.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    /// The message.
+    pub incoming: Incoming,
+    /// Why.
+    pub error: ValidationError,
+}
+
+/// The projector's verdict on one message.
+#[derive(Debug, Clone)]
+pub enum Decoded {
+    /// Goes into the log.
+    Event(Stored),
+    /// Goes into `rejected_events`.
+    Rejected(Rejected),
+}
+
+/// Decides what one message is.
+pub fn decode(prefix: &str, incoming: Incoming) -> Decoded {
+    match check(prefix, &incoming) {
+        Ok(event) => Decoded::Event(Stored {
+            event,
+            source: incoming
+                .source
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| NATS_SOURCE.to_owned()),
+            stream_seq: i64::try_from(incoming.stream_seq).unwrap_or(i64::MAX),
+            received_at: incoming.received_at,
+        }),
+        Err(error) => Decoded::Rejected(Rejected { incoming, error }),
+    }
+}
+
+fn check(prefix: &str, incoming: &Incoming) -> Result<Event, ValidationError> {
+    let value: serde_json::Value = serde_json::from_slice(&incoming.payload)
+        .map_err(|e| ValidationError::whole(format!("invalid JSON: {e}")))?;
+    let event = validate(&value, Origin::Stream, incoming.received_at)?;
+    subject::check(prefix, &incoming.subject, &event)?;
+    match &incoming.msg_id {
+        Some(msg_id) if *msg_id != event.id => Err(ValidationError::field(
+            "id",
+            format!(
+                "header {MSG_ID_HEADER} `{msg_id}` disagrees with the event id `{}`",
+                event.id
+            ),
+        )),
+        _ => Ok(event),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incoming(subject: &str, body: &str) -> Incoming {
+        Incoming {
+            stream_seq: 7,
+            subject: subject.to_owned(),
+            payload: body.as_bytes().to_vec(),
+            msg_id: None,
+            source: None,
+            received_at: "2026-03-16T12:00:00Z".parse().unwrap(),
+        }
+    }
+
+    const BODY: &str = r#"{"id":"d1","kind":"deploy","service":"api","git_sha":"abcd"}"#;
+
+    #[test]
+    fn a_valid_message_from_nats_has_source_nats() {
+        match decode("dora.events", incoming("dora.events.prod.api.deploy", BODY)) {
+            Decoded::Event(s) => {
+                assert_eq!(s.source, "nats");
+                assert_eq!(
+                    s.event.occurred_at, s.received_at,
+                    "defaults to stream time"
+                );
+            }
+            Decoded::Rejected(r) => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn subject_and_header_must_agree_with_the_body() {
+        let Decoded::Rejected(r) = decode(
+            "dora.events",
+            incoming("dora.events.staging.api.deploy", BODY),
+        ) else {
+            panic!("accepted a subject that disagrees");
+        };
+        assert_eq!(r.error.field.as_deref(), Some("subject"));
+        let mut m = incoming("dora.events.prod.api.deploy", BODY);
+        m.msg_id = Some("other".into());
+        assert!(matches!(decode("dora.events", m), Decoded::Rejected(_)));
+        let Decoded::Rejected(r) = decode(
+            "dora.events",
+            incoming("dora.events.prod.api.deploy", "{nope"),
+        ) else {
+            panic!("accepted invalid JSON");
+        };
+        assert!(
+            r.error.message.starts_with("invalid JSON"),
+            "{}",
+            r.error.message
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! The projector's one error type.
+
+/// What can stop the projector or a replay.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// PostgreSQL refused or is unreachable.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migrating the store: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// NATS or JetStream refused or is unreachable.
+    #[error("NATS: {0}")]
+    Nats(#[from] async_nats::Error),
+    /// The stream is missing or does not capture our subjects.
+    #[error(transparent)]
+    Stream(#[from] dora_event::stream::StreamError),
+    /// Another replay holds the replay lock.
+    #[error("another replay of this store is running")]
+    ReplayRunning,
+    /// The stream ended while we still expected messages.
+    #[error("the stream ended at sequence {at} before reaching {wanted}")]
+    StreamEnded {
+        /// Last sequence seen.
+        at: u64,
+        /// Sequence we were waiting for.
+        wanted: u64,
+    },
+}
+
+/// Shorthand for the projector's results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,29 @@
+use anyhow::Context;
+use clap::Parser;
+use dora_projector::{Command, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    dora_event::process::init_tracing("dora_projector=info");
+    match config.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            tracing::info!(?config, "starting");
+            let shutdown = dora_event::process::on_signal();
+            dora_projector::run(config, shutdown)
+                .await
+                .context("projector stopped")
+        }
+        Command::Replay => {
+            let outcome = dora_projector::replay(&config)
+                .await
+                .context("replay failed")?;
+            println!(
+                "replayed {} messages up to stream sequence {}: {} events, {} duplicates, {} rejected",
+                outcome.messages, outcome.last_seq, outcome.applied.inserted,
+                outcome.applied.duplicates, outcome.applied.rejected
+            );
+            Ok(())
+        }
+    }
+}

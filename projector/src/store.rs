@@ -1,0 +1,331 @@
+//! The PostgreSQL store: connecting to one schema, migrating it, and appending one batch.
+//!
+//! A batch is one transaction: the new events, the per-attempt and per-incident facts
+//! they change, and the rejected messages. Its caller acks the messages only after
+//! [`apply`] returned `Ok`, so a crash at any point loses nothing: the messages come
+//! again and the event ids make the second append a no-op.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::decode::{Decoded, Rejected, Stored};
+use crate::error::Result;
+
+/// The migrations, embedded; [`migrate`] applies them to one schema.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// What one batch did to the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Events appended to the log.
+    pub inserted: u64,
+    /// Valid events whose id was already in the log (or earlier in the batch).
+    pub duplicates: u64,
+    /// Messages kept in `rejected_events`.
+    pub rejected: u64,
+}
+
+/// A pool whose connections see `schema` and nothing else.
+pub async fn connect(database_url: &str, schema: &str, max_connections: u32) -> Result<PgPool> {
+    let options = PgConnectOptions::from_str(database_url)?
+        .options([("search_path", schema)])
+        .application_name("dora-projector");
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await?)
+}
+
+/// Creates `schema` if it is missing and applies the migrations to it. Safe when several
+/// processes start at once: the schema creation and sqlx's migrator both take an
+/// advisory lock.
+pub async fn migrate(pool: &PgPool, schema: &str) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('dora-create-schema'))")
+        .execute(&mut *tx)
+        .await?;
+    // The schema name is one of two constants, never user input.
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Serialises batch transactions on one store. Two projectors (or a projector and a
+/// late replay catch-up) recomputing the same deploy's facts concurrently could each miss
+/// the other's uncommitted rows; with this lock each sees the other's commit.
+const LOCK_STORE: &str =
+    "SELECT pg_advisory_xact_lock(hashtext('dora-batch:' || current_schema()))";
+
+/// Appends the batch's events (first occurrence of an id wins) and inserts the facts of
+/// the new deploys and incident opens, in one statement. Returns the rows it appended,
+/// so the caller knows which keys to recompute and how many were duplicates.
+const APPEND_EVENTS: &str = r#"
+WITH incoming AS (
+    SELECT *
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
+                $7::timestamptz[], $8::text[], $9::timestamptz[], $10::text[], $11::int8[],
+                $12::timestamptz[])
+         WITH ORDINALITY
+         AS t(id, kind, service, environment, git_sha, succeeded, commit_at, ref_id,
+              occurred_at, source, stream_seq, received_at, ord)
+),
+appended AS (
+    INSERT INTO events (id, kind, service, environment, git_sha, succeeded, commit_at,
+                        ref_id, occurred_at, source, stream_seq, received_at)
+    SELECT id, kind, service, environment, git_sha, succeeded, commit_at,
+           ref_id, occurred_at, source, stream_seq, received_at
+    FROM incoming
+    ORDER BY ord
+    ON CONFLICT (id) DO NOTHING
+    RETURNING *
+),
+deploys AS (
+    INSERT INTO deploy_facts (event_id, service, environment, git_sha, occurred_at,
+                              stream_seq, succeeded, lead_seconds, failed_at, failed_by)
+    SELECT id, service, environment, git_sha, occurred_at, stream_seq, succeeded,
+           extract(epoch FROM occurred_at - commit_at)::float8,
+           CASE WHEN NOT succeeded THEN occurred_at END,
+           CASE WHEN NOT succeeded THEN id END
+    FROM appended
+    WHERE kind = 'deploy'
+),
+opens AS (
+    INSERT INTO incident_facts (open_event_id, ref_id, service, environment, opened_at)
+    SELECT id, ref_id, service, environment, occurred_at
+    FROM appended
+    WHERE kind = 'incident_opened'
+)
+SELECT kind, service, environment, git_sha, ref_id FROM appended
+"#;
+
+/// Recomputes `failed_at` for every attempt of the given service/environment/sha keys,
+/// from the whole log: each rollback or sha-carrying incident marks the latest attempt
+/// of its key at or before it (ties: the later in the stream), and an attempt's
+/// `failed_at` is its own time if it did not succeed, else its earliest marker's time.
+/// Recomputing the whole key keeps the answer right when a deploy or a marker arrives
+/// late or out of order. Only rows whose value changes are written.
+const RECOMPUTE_FAILURES: &str = r#"
+WITH keys AS (
+    SELECT DISTINCT *
+    FROM unnest($1::text[], $2::text[], $3::text[]) AS k(service, environment, git_sha)
+),
+marks AS (
+    SELECT DISTINCT ON (attempt.event_id) attempt.event_id, m.occurred_at, m.id
+    FROM keys
+    JOIN events m
+      ON m.service = keys.service AND m.environment = keys.environment
+     AND m.git_sha = keys.git_sha AND m.kind IN ('rollback', 'incident_opened')
+    CROSS JOIN LATERAL (
+        SELECT d.event_id
+        FROM deploy_facts d
+        WHERE d.service = m.service AND d.environment = m.environment
+          AND d.git_sha = m.git_sha AND d.occurred_at <= m.occurred_at
+        ORDER BY d.occurred_at DESC, d.stream_seq DESC
+        LIMIT 1
+    ) attempt
+    ORDER BY attempt.event_id, m.occurred_at, m.stream_seq
+),
+fresh AS (
+    SELECT d.event_id,
+           CASE WHEN NOT d.succeeded THEN d.occurred_at ELSE marks.occurred_at END AS failed_at,
+           CASE WHEN NOT d.succeeded THEN d.event_id ELSE marks.id END AS failed_by
+    FROM keys
+    JOIN deploy_facts d USING (service, environment, git_sha)
+    LEFT JOIN marks ON marks.event_id = d.event_id
+)
+UPDATE deploy_facts d
+SET failed_at = fresh.failed_at, failed_by = fresh.failed_by
+FROM fresh
+WHERE d.event_id = fresh.event_id
+  AND (d.failed_at, d.failed_by) IS DISTINCT FROM (fresh.failed_at, fresh.failed_by)
+"#;
+
+/// Re-pairs every incident open carrying one of the given ref_ids with the first close
+/// of that ref_id at or after it (ties: the earlier in the stream).
+const RECOMPUTE_INCIDENTS: &str = r#"
+WITH refs AS (
+    SELECT DISTINCT ref_id FROM unnest($1::text[]) AS r(ref_id)
+),
+fresh AS (
+    SELECT f.open_event_id, c.occurred_at AS closed_at, c.id AS close_event_id
+    FROM refs
+    JOIN incident_facts f USING (ref_id)
+    LEFT JOIN LATERAL (
+        SELECT e.id, e.occurred_at
+        FROM events e
+        WHERE e.kind = 'incident_closed' AND e.ref_id = f.ref_id
+          AND e.occurred_at >= f.opened_at
+        ORDER BY e.occurred_at, e.stream_seq
+        LIMIT 1
+    ) c ON true
+)
+UPDATE incident_facts f
+SET closed_at = fresh.closed_at, close_event_id = fresh.close_event_id
+FROM fresh
+WHERE f.open_event_id = fresh.open_event_id
+  AND (f.closed_at, f.close_event_id) IS DISTINCT FROM (fresh.closed_at, fresh.close_event_id)
+"#;
+
+/// Keeps messages that failed validation; a redelivered one is kept once.
+const KEEP_REJECTED: &str = r#"
+INSERT INTO rejected_events (stream_seq, subject, payload, reason, field, received_at)
+SELECT * FROM unnest($1::int8[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::timestamptz[])
+ON CONFLICT (stream_seq) DO NOTHING
+"#;
+
+#[derive(sqlx::FromRow)]
+struct AppendedRow {
+    kind: String,
+    service: String,
+    environment: String,
+    git_sha: Option<String>,
+    ref_id: Option<String>,
+}
+
+/// Writes one batch in one transaction. Nothing is written if it fails.
+pub async fn apply(pool: &PgPool, batch: &[Decoded]) -> Result<Applied> {
+    let events: Vec<&Stored> = batch
+        .iter()
+        .filter_map(|d| match d {
+            Decoded::Event(s) => Some(s),
+            Decoded::Rejected(_) => None,
+        })
+        .collect();
+    let rejected: Vec<&Rejected> = batch
+        .iter()
+        .filter_map(|d| match d {
+            Decoded::Rejected(r) => Some(r),
+            Decoded::Event(_) => None,
+        })
+        .collect();
+
+    let mut tx = pool.begin().await?;
+    sqlx::query(LOCK_STORE).execute(&mut *tx).await?;
+
+    let appended: Vec<AppendedRow> = if events.is_empty() {
+        Vec::new()
+    } else {
+        let col = |f: fn(&Stored) -> String| events.iter().map(|s| f(s)).collect::<Vec<_>>();
+        let opt =
+            |f: fn(&Stored) -> Option<String>| events.iter().map(|s| f(s)).collect::<Vec<_>>();
+        let time = |f: fn(&Stored) -> Option<DateTime<Utc>>| {
+            events.iter().map(|s| f(s)).collect::<Vec<_>>()
+        };
+        sqlx::query_as(APPEND_EVENTS)
+            .bind(col(|s| s.event.id.clone()))
+            .bind(col(|s| s.event.kind.as_str().to_owned()))
+            .bind(col(|s| s.event.service.clone()))
+            .bind(col(|s| s.event.environment.clone()))
+            .bind(opt(|s| s.event.git_sha.clone()))
+            .bind(
+                events
+                    .iter()
+                    .map(|s| s.event.succeeded.unwrap_or(true))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(time(|s| s.event.commit_at))
+            .bind(opt(|s| s.event.ref_id.clone()))
+            .bind(time(|s| Some(s.event.occurred_at)))
+            .bind(col(|s| s.source.clone()))
+            .bind(events.iter().map(|s| s.stream_seq).collect::<Vec<_>>())
+            .bind(time(|s| Some(s.received_at)))
+            .fetch_all(&mut *tx)
+            .await?
+    };
+
+    // The keys whose facts the new rows can change. BTreeSet: each key once, and the
+    // same order in every transaction.
+    let mut failure_keys = BTreeSet::new();
+    let mut ref_ids = BTreeSet::new();
+    for row in &appended {
+        match (row.kind.as_str(), &row.git_sha, &row.ref_id) {
+            ("deploy" | "rollback", Some(sha), _) | ("incident_opened", Some(sha), _) => {
+                failure_keys.insert((row.service.clone(), row.environment.clone(), sha.clone()));
+            }
+            _ => {}
+        }
+        if let ("incident_opened" | "incident_closed", Some(ref_id)) =
+            (row.kind.as_str(), &row.ref_id)
+        {
+            ref_ids.insert(ref_id.clone());
+        }
+    }
+    if !failure_keys.is_empty() {
+        let (mut services, mut envs, mut shas) = (Vec::new(), Vec::new(), Vec::new());
+        for (service, env, sha) in failure_keys {
+            services.push(service);
+            envs.push(env);
+            shas.push(sha);
+        }
+        sqlx::query(RECOMPUTE_FAILURES)
+            .bind(services)
+            .bind(envs)
+            .bind(shas)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if !ref_ids.is_empty() {
+        sqlx::query(RECOMPUTE_INCIDENTS)
+            .bind(ref_ids.into_iter().collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+    }
+
+    if !rejected.is_empty() {
+        sqlx::query(KEEP_REJECTED)
+            .bind(
+                rejected
+                    .iter()
+                    .map(|r| i64::try_from(r.incoming.stream_seq).unwrap_or(i64::MAX))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rejected
+                    .iter()
+                    .map(|r| r.incoming.subject.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rejected
+                    .iter()
+                    .map(|r| r.incoming.payload.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rejected
+                    .iter()
+                    .map(|r| r.error.message.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rejected
+                    .iter()
+                    .map(|r| r.error.field.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rejected
+                    .iter()
+                    .map(|r| r.incoming.received_at)
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+
+    let inserted = appended.len() as u64;
+    Ok(Applied {
+        inserted,
+        duplicates: events.len() as u64 - inserted,
+        rejected: rejected.len() as u64,
+    })
+}

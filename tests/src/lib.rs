@@ -1,0 +1,381 @@
+//! The system-test harness: each test gets its own PostgreSQL database and its own
+//! JetStream stream and subject prefix on the real servers, and starts the real
+//! processes in-process through their `run(...)` functions on port 0.
+//!
+//! Servers: `DORA_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432`) and
+//! `DORA_TEST_NATS_URL` (default `nats://127.0.0.1:4222`). Logs only with `TEST_LOG=1`.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use async_nats::jetstream;
+use chrono::{DateTime, Utc};
+use dora_event::settings::StreamSettings;
+use dora_projector::decode::{Decoded, Stored};
+use serde_json::Value;
+use sqlx::postgres::PgPool;
+use sqlx::{Connection, PgConnection};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The token the tests send with; its name, `ci`, becomes the events' source.
+pub const CI_TOKEN: &str = "ci-secret-0123456789";
+/// A second token, named `pager`.
+pub const PAGER_TOKEN: &str = "pager-secret-0123456789";
+
+fn server_url() -> String {
+    std::env::var("DORA_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+fn nats_url() -> String {
+    std::env::var("DORA_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "dora_ingest=debug,dora_projector=debug,dora_api=debug,warn",
+            ))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// One test's isolated world.
+#[derive(Debug)]
+pub struct TestEnv {
+    /// This test's database.
+    pub db_name: String,
+    /// URL of this test's database.
+    pub database_url: String,
+    /// This test's stream.
+    pub stream: String,
+    /// This test's subject prefix.
+    pub prefix: String,
+    /// A NATS connection for publishing straight to the stream.
+    pub nats: async_nats::Client,
+    /// JetStream on that connection.
+    pub js: jetstream::Context,
+    /// A read-write pool on the live store, for assertions.
+    pub pool: PgPool,
+    next_seq: std::sync::atomic::AtomicI64,
+}
+
+/// A process started in-process; `stop` shuts it down as SIGTERM would.
+#[derive(Debug)]
+pub struct Running {
+    /// `http://127.0.0.1:<port>` for the HTTP processes.
+    pub url: String,
+    shutdown: watch::Sender<bool>,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Graceful shutdown; returns what the process returned.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .context("process did not stop within 30 s")??
+    }
+}
+
+impl TestEnv {
+    /// A fresh database (migrated) and a fresh stream.
+    pub async fn new() -> TestEnv {
+        init_logs();
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let tag = &id[id.len() - 12..];
+        let db_name = format!("dora_test_{tag}");
+        let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+            .await
+            .expect("PostgreSQL at DORA_TEST_DATABASE_URL (start it with deploy/services.sh)");
+        sqlx::query(&format!("CREATE DATABASE {db_name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let database_url = format!("{}/{db_name}", server_url());
+        let pool = dora_projector::store::connect(&database_url, dora_event::STORE_SCHEMA, 4)
+            .await
+            .expect("connect to test database");
+        dora_projector::store::migrate(&pool, dora_event::STORE_SCHEMA)
+            .await
+            .expect("migrate");
+        let nats = async_nats::connect(nats_url())
+            .await
+            .expect("nats-server at DORA_TEST_NATS_URL (start it with deploy/services.sh)");
+        let js = jetstream::new(nats.clone());
+        let stream = format!("DORA_TEST_{tag}");
+        let prefix = format!("dora_test_{tag}.events");
+        dora_event::stream::ensure(&js, &stream, &prefix)
+            .await
+            .expect("create test stream");
+        TestEnv {
+            db_name,
+            database_url,
+            stream,
+            prefix,
+            nats,
+            js,
+            pool,
+            next_seq: std::sync::atomic::AtomicI64::new(1),
+        }
+    }
+
+    /// The stream settings the processes get.
+    pub fn stream_settings(&self) -> StreamSettings {
+        StreamSettings {
+            nats_url: nats_url(),
+            stream: self.stream.clone(),
+            subject_prefix: self.prefix.clone(),
+        }
+    }
+
+    /// The gateway's config, with the two test tokens.
+    pub fn ingest_config(&self) -> dora_ingest::Config {
+        dora_ingest::Config {
+            stream: self.stream_settings(),
+            tokens: dora_ingest::auth::Tokens::parse(&format!("ci={CI_TOKEN},pager={PAGER_TOKEN}"))
+                .expect("test tokens"),
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            max_body_bytes: 2 * 1024 * 1024,
+        }
+    }
+
+    /// The projector's config; a short ack wait so redelivery tests are quick.
+    pub fn projector_config(&self) -> dora_projector::Config {
+        dora_projector::Config {
+            command: None,
+            stream: self.stream_settings(),
+            database_url: self.database_url.clone(),
+            consumer: "dora-projector".to_owned(),
+            batch_size: 1000,
+            ack_wait: Duration::from_secs(2),
+        }
+    }
+
+    /// The API's config.
+    pub fn api_config(&self) -> dora_api::Config {
+        dora_api::Config {
+            database_url: self.database_url.clone(),
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            slack_webhook_url: None,
+            db_connections: 4,
+        }
+    }
+
+    /// Starts the gateway on port 0.
+    pub async fn spawn_ingest(&self, config: dora_ingest::Config) -> Running {
+        spawn_http(|listener, rx| async move { Ok(dora_ingest::run(config, listener, rx).await?) })
+            .await
+    }
+
+    /// Starts the projector.
+    pub async fn spawn_projector(&self, config: dora_projector::Config) -> Running {
+        let (shutdown, rx) = watch::channel(false);
+        let handle = tokio::spawn(async move { Ok(dora_projector::run(config, rx).await?) });
+        Running {
+            url: String::new(),
+            shutdown,
+            handle,
+        }
+    }
+
+    /// Starts the API on port 0.
+    pub async fn spawn_api(&self) -> Running {
+        let config = self.api_config();
+        spawn_http(|listener, rx| async move { Ok(dora_api::run(config, listener, rx).await?) })
+            .await
+    }
+
+    /// Publishes a raw message straight to NATS and waits for the JetStream ack.
+    pub async fn publish_raw(
+        &self,
+        subject: &str,
+        body: &[u8],
+        msg_id: Option<&str>,
+    ) -> jetstream::publish::PublishAck {
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(id) = msg_id {
+            headers.insert(dora_event::MSG_ID_HEADER, id);
+        }
+        self.js
+            .publish_with_headers(subject.to_owned(), headers, body.to_vec().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("JetStream ack")
+    }
+
+    /// The durable projector consumer's state, fresh from the server.
+    pub async fn consumer_info(&self) -> jetstream::consumer::Info {
+        self.js
+            .get_stream(&self.stream)
+            .await
+            .expect("stream")
+            .consumer_info("dora-projector")
+            .await
+            .expect("consumer info")
+    }
+
+    /// Waits until the projector's consumer has nothing pending and nothing unacked.
+    pub async fn wait_until_all_acked(&self) {
+        eventually("every message acked", || async {
+            let info = self.consumer_info().await;
+            info.num_ack_pending == 0 && info.num_pending == 0
+        })
+        .await;
+    }
+
+    /// The subject an event of this kind belongs on.
+    pub fn subject(&self, environment: &str, service: &str, kind: &str) -> String {
+        format!("{}.{environment}.{service}.{kind}", self.prefix)
+    }
+
+    /// Rows in the log.
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count events")
+    }
+
+    /// Waits until the log holds `n` rows (or fails after 20 s).
+    pub async fn wait_for_events(&self, n: i64) {
+        eventually(&format!("{n} events in the log"), || async {
+            self.event_count().await == n
+        })
+        .await;
+    }
+
+    /// Writes events straight into the store through the projector's batch code, in
+    /// the order given and as one batch, as if they had arrived on the stream. For
+    /// metric fixtures that do not need NATS.
+    pub async fn seed(&self, events: &[Value]) {
+        let received_at: DateTime<Utc> = Utc::now();
+        let batch: Vec<Decoded> = events
+            .iter()
+            .map(|v| {
+                let event = dora_event::validate(v, dora_event::Origin::Gateway, received_at)
+                    .unwrap_or_else(|e| panic!("fixture {v}: {e}"));
+                Decoded::Event(Stored {
+                    event,
+                    source: "fixture".to_owned(),
+                    stream_seq: self
+                        .next_seq
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+                    received_at,
+                })
+            })
+            .collect();
+        dora_projector::store::apply(&self.pool, &batch)
+            .await
+            .expect("seed");
+    }
+
+    /// Deletes the stream and drops the database.
+    pub async fn cleanup(self) {
+        let _ = self.js.delete_stream(&self.stream).await;
+        self.pool.close().await;
+        if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", server_url())).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.db_name
+            ))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+}
+
+/// Polls `check` every 20 ms until it is true; panics with `what` after 20 s.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// Starts an HTTP process on port 0 and waits until it answers `/healthz`.
+async fn spawn_http<F, Fut>(run: F) -> Running
+where
+    F: FnOnce(TcpListener, watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (shutdown, rx) = watch::channel(false);
+    let handle = tokio::spawn(run(listener, rx));
+    wait_for_http(&format!("{url}/healthz")).await;
+    Running {
+        url,
+        shutdown,
+        handle,
+    }
+}
+
+async fn wait_for_http(url: &str) {
+    let client = reqwest::Client::new();
+    eventually(&format!("{url} to answer"), || async {
+        client.get(url).send().await.is_ok()
+    })
+    .await;
+}
+
+/// `POST /events` with a bearer token; returns the status and the JSON body.
+pub async fn post_events(base: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+    post_raw(
+        base,
+        token,
+        "application/json",
+        serde_json::to_vec(body).expect("json"),
+    )
+    .await
+}
+
+/// `POST /events` with any content type and body.
+pub async fn post_raw(
+    base: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}/events"))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("POST /events");
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// `GET {base}{path}`; returns the status and the JSON body.
+pub async fn get_json(base: &str, path: &str) -> (u16, Value) {
+    let response = reqwest::get(format!("{base}{path}")).await.expect("GET");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Fails unless `value` is within `tolerance` of `expected`.
+pub fn assert_close(value: &Value, expected: f64, tolerance: f64) -> anyhow::Result<()> {
+    match value.as_f64() {
+        Some(v) if (v - expected).abs() <= tolerance => Ok(()),
+        _ => bail!("expected {expected} ± {tolerance}, got {value}"),
+    }
+}

@@ -1,0 +1,11 @@
+//! System tests: the real processes against the real PostgreSQL and nats-server.
+//! One binary, one module per capability.
+
+// A panic in a test helper is a failed assertion with a line number.
+#![allow(clippy::unwrap_used)]
+
+mod api;
+mod ingest;
+mod metrics;
+mod projector;
+mod replay;

@@ -1,0 +1,145 @@
+//! Replay: the store rebuilt from the stream, swapped in without readers noticing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use dora_system_tests::{post_events, TestEnv, CI_TOKEN};
+use serde_json::{json, Value};
+
+/// Every table of the store, as text, in a stable order.
+async fn snapshot(env: &TestEnv) -> Vec<String> {
+    let mut out = Vec::new();
+    for q in [
+        "SELECT row_to_json(e)::text FROM events e ORDER BY id",
+        "SELECT row_to_json(d)::text FROM deploy_facts d ORDER BY event_id",
+        "SELECT row_to_json(i)::text FROM incident_facts i ORDER BY open_event_id",
+        "SELECT (stream_seq, subject, payload, reason, field, received_at)::text FROM rejected_events ORDER BY stream_seq",
+    ] {
+        out.extend(sqlx::query_scalar::<_, String>(q).fetch_all(&env.pool).await.unwrap());
+    }
+    out
+}
+
+fn history(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let at = format!("2026-03-{:02}T{:02}:00:00Z", 1 + i % 28, i % 24);
+            match i % 10 {
+                0..=5 => json!({"id": format!("d{i}"), "kind": "deploy", "service": format!("s{}", i % 5),
+                    "git_sha": format!("{:04x}", i % 300), "succeeded": i % 13 != 0, "occurred_at": at,
+                    "commit_at": "2026-02-27T00:00:00Z"}),
+                6 | 7 => json!({"id": format!("r{i}"), "kind": "rollback", "service": format!("s{}", i % 5),
+                    "git_sha": format!("{:04x}", (i + 5) % 300), "occurred_at": at}),
+                8 => json!({"id": format!("o{i}"), "kind": "incident_opened", "service": format!("s{}", i % 5),
+                    "ref_id": format!("INC-{}", i / 20), "git_sha": format!("{:04x}", i % 300), "occurred_at": at}),
+                _ => json!({"id": format!("c{i}"), "kind": "incident_closed", "service": format!("s{}", i % 5),
+                    "ref_id": format!("INC-{}", i / 20), "occurred_at": at}),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn replay_rebuilds_the_same_store_and_readers_never_see_it_half_built() {
+    let env = TestEnv::new().await;
+    let ingest = env.spawn_ingest(env.ingest_config()).await;
+    let projector = env.spawn_projector(env.projector_config()).await;
+    let events = history(3000);
+    for chunk in events.chunks(500) {
+        let (status, body) = post_events(&ingest.url, Some(CI_TOKEN), &json!(chunk)).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    env.publish_raw(&env.subject("prod", "s1", "deploy"), b"not json", None)
+        .await;
+    env.wait_for_events(3000).await;
+    dora_system_tests::eventually("the rejection is kept", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM rejected_events")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap()
+            == 1
+    })
+    .await;
+    let before = snapshot(&env).await;
+    let failed_before: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM deploy_facts WHERE failed_at IS NOT NULL")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert!(
+        failed_before > 100,
+        "the fixture has failures to rebuild: {failed_before}"
+    );
+    let table_before: i64 = sqlx::query_scalar("SELECT 'events'::regclass::oid::int8")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+
+    // A reader that counts the log and the facts, in one statement, as fast as it can.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let pool = dora_api::connect(&env.database_url, 2).unwrap();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let r: Result<(i64, i64), _> = sqlx::query_as(
+                    "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deploy_facts WHERE failed_at IS NOT NULL)",
+                )
+                .fetch_one(&pool)
+                .await;
+                seen.push(r.map_err(|e| e.to_string()));
+            }
+            seen
+        })
+    };
+
+    let outcome = dora_projector::replay(&env.projector_config())
+        .await
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let seen = reader.await.unwrap();
+
+    assert_eq!(outcome.messages, 3001);
+    assert_eq!(outcome.applied.inserted, 3000);
+    assert_eq!(outcome.applied.rejected, 1);
+    assert!(
+        seen.len() > 10,
+        "the reader ran during the replay ({} reads)",
+        seen.len()
+    );
+    for r in &seen {
+        assert_eq!(
+            r.as_ref(),
+            Ok(&(3000, failed_before)),
+            "a reader saw a partial store"
+        );
+    }
+    let table_after: i64 = sqlx::query_scalar("SELECT 'events'::regclass::oid::int8")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_ne!(
+        table_before, table_after,
+        "the log was rebuilt, not left in place"
+    );
+    assert_eq!(
+        snapshot(&env).await,
+        before,
+        "the rebuilt store holds the same contents"
+    );
+
+    // The live projector goes on writing into the new store.
+    let (status, _) = post_events(
+        &ingest.url,
+        Some(CI_TOKEN),
+        &json!({"id": "after", "kind": "deploy", "service": "s1", "git_sha": "beef"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    env.wait_for_events(3001).await;
+
+    projector.stop().await.unwrap();
+    ingest.stop().await.unwrap();
+    env.cleanup().await;
+}
