@@ -1,1 +1,559 @@
+//! The four metrics against fixture logs in the real PostgreSQL, with exact numbers,
+//! and against a naive SQL transcription of the contract on random logs that arrive
+//! out of order.
 
+use chrono::{DateTime, TimeDelta, Utc};
+use dora_api::dora::{compute, MetricsQuery, Report};
+use dora_system_tests::TestEnv;
+use serde_json::{json, Value};
+
+const AS_OF: &str = "2026-03-16T00:00:00Z";
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn query(days: u32, offset: u32, service: Option<&str>, environment: &str) -> MetricsQuery {
+    MetricsQuery {
+        days,
+        offset,
+        as_of: t(AS_OF),
+        service: service.map(str::to_owned),
+        environment: environment.to_owned(),
+    }
+}
+
+async fn report(env: &TestEnv, q: &MetricsQuery) -> Report {
+    let pool = dora_api::connect(&env.database_url, 1).unwrap();
+    let r = compute(&pool, q).await.unwrap();
+    pool.close().await;
+    r
+}
+
+fn deploy(id: &str, sha: &str, at: &str) -> Value {
+    json!({"id": id, "kind": "deploy", "service": "api", "git_sha": sha, "occurred_at": at})
+}
+
+fn deploy_with_commit(id: &str, at: &str, lead_hours: i64) -> Value {
+    let at = t(at);
+    json!({"id": id, "kind": "deploy", "service": "api", "git_sha": "abcd", "occurred_at": at.to_rfc3339(),
+           "commit_at": (at - TimeDelta::hours(lead_hours)).to_rfc3339()})
+}
+
+fn rollback(id: &str, sha: &str, at: &str) -> Value {
+    json!({"id": id, "kind": "rollback", "service": "api", "git_sha": sha, "occurred_at": at})
+}
+
+fn opened(id: &str, ref_id: &str, at: &str) -> Value {
+    json!({"id": id, "kind": "incident_opened", "service": "api", "ref_id": ref_id, "occurred_at": at})
+}
+
+fn closed(id: &str, ref_id: &str, at: &str) -> Value {
+    json!({"id": id, "kind": "incident_closed", "service": "api", "ref_id": ref_id, "occurred_at": at})
+}
+
+#[tokio::test]
+async fn a_failed_attempt_counts_in_the_failure_rate_only() {
+    let env = TestEnv::new().await;
+    let mut failed = deploy_with_commit("d2", "2026-03-11T10:00:00Z", 1);
+    failed["succeeded"] = json!(false);
+    env.seed(&[
+        deploy_with_commit("d1", "2026-03-10T10:00:00Z", 2),
+        failed,
+        deploy_with_commit("d3", "2026-03-12T10:00:00Z", 4),
+    ])
+    .await;
+    let r = report(&env, &query(7, 0, None, "prod")).await;
+    assert_eq!(r.deployment_frequency.deploys, 2);
+    assert_eq!(r.deployment_frequency.per_day, 0.286);
+    assert_eq!(r.lead_time.samples, 2);
+    assert_eq!(
+        r.lead_time.median_seconds,
+        Some(3.0 * 3600.0),
+        "mean of the two middle values"
+    );
+    assert_eq!(
+        (r.change_failure_rate.failed, r.change_failure_rate.attempts),
+        (1, 3)
+    );
+    assert_eq!(r.change_failure_rate.rate, Some(0.3333));
+    env.cleanup().await;
+}
+
+/// Rollbacks and incidents of every shape, and the report they must give.
+fn failure_fixture() -> Vec<Value> {
+    let mut failed_b = deploy("d3", "bbbb", "2026-03-12T00:00:00Z");
+    failed_b["succeeded"] = json!(false);
+    let mut incident_c = opened("i-c", "INC-C", "2026-03-13T05:00:00Z");
+    incident_c["git_sha"] = json!("cccc");
+    vec![
+        // aaaa deployed twice; the rollback marks the later attempt only.
+        deploy("d1", "aaaa", "2026-03-10T00:00:00Z"),
+        deploy("d2", "aaaa", "2026-03-11T00:00:00Z"),
+        rollback("r-a", "aaaa", "2026-03-11T12:00:00Z"),
+        // A failed attempt that is also rolled back (twice) counts once.
+        failed_b,
+        rollback("r-b1", "bbbb", "2026-03-12T01:00:00Z"),
+        rollback("r-b2", "bbbb", "2026-03-12T02:00:00Z"),
+        // An incident naming the sha marks its deploy.
+        deploy("d4", "cccc", "2026-03-13T00:00:00Z"),
+        incident_c,
+        // An incident without a sha marks nothing.
+        deploy("d5", "dddd", "2026-03-14T00:00:00Z"),
+        opened("i-d", "INC-D", "2026-03-14T05:00:00Z"),
+        // A rollback before the deploy marks nothing.
+        rollback("r-e", "eeee", "2026-03-09T01:00:00Z"),
+        deploy("d6", "eeee", "2026-03-09T02:00:00Z"),
+        // Same sha in another service or environment: not this attempt's failure.
+        json!({"id": "r-x", "kind": "rollback", "service": "web", "git_sha": "dddd", "occurred_at": "2026-03-14T06:00:00Z"}),
+        json!({"id": "r-y", "kind": "rollback", "service": "api", "environment": "staging", "git_sha": "dddd", "occurred_at": "2026-03-14T06:00:00Z"}),
+        // A rollback after as_of = 2026-03-15T00:00:00Z, but before 2026-03-16.
+        deploy("d7", "ffff", "2026-03-14T12:00:00Z"),
+        rollback("r-f", "ffff", "2026-03-15T12:00:00Z"),
+    ]
+}
+
+#[tokio::test]
+async fn rollbacks_and_incidents_mark_the_latest_attempt_once() {
+    let env = TestEnv::new().await;
+    env.seed(&failure_fixture()).await;
+    let r = report(&env, &query(7, 0, None, "prod")).await;
+    // Attempts d1..d7; failed: d2 (rollback), d3 (itself), d4 (incident), d7 (rollback).
+    assert_eq!(r.change_failure_rate.attempts, 7);
+    assert_eq!(r.change_failure_rate.failed, 4);
+    assert_eq!(r.change_failure_rate.rate, Some(0.5714));
+    assert_eq!(
+        r.deployment_frequency.deploys, 6,
+        "a rolled-back deploy still shipped"
+    );
+
+    let facts: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT event_id, failed_by FROM deploy_facts ORDER BY event_id")
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+    let by: Vec<(&str, Option<&str>)> = facts
+        .iter()
+        .map(|(e, b)| (e.as_str(), b.as_deref()))
+        .collect();
+    assert_eq!(
+        by,
+        vec![
+            ("d1", None),
+            ("d2", Some("r-a")),
+            ("d3", Some("d3")),
+            ("d4", Some("i-c")),
+            ("d5", None),
+            ("d6", None),
+            ("d7", Some("r-f"))
+        ],
+        "each failure is explained by the event that caused it"
+    );
+
+    // Asked before the last rollback happened, d7 had not failed yet.
+    let mut earlier = query(7, 0, None, "prod");
+    earlier.as_of = t("2026-03-15T00:00:00Z");
+    let r = report(&env, &earlier).await;
+    assert_eq!(
+        (r.change_failure_rate.failed, r.change_failure_rate.attempts),
+        (3, 7)
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn late_and_out_of_order_arrivals_give_the_same_answer() {
+    let in_order = TestEnv::new().await;
+    in_order.seed(&failure_fixture()).await;
+    let reversed = TestEnv::new().await;
+    let mut events = failure_fixture();
+    events.reverse();
+    // One event per batch, last first: every rollback arrives before its deploy.
+    for e in &events {
+        reversed.seed(std::slice::from_ref(e)).await;
+    }
+    for q in [
+        query(7, 0, None, "prod"),
+        query(3, 2, Some("api"), "prod"),
+        query(7, 0, None, "staging"),
+    ] {
+        assert_eq!(
+            report(&in_order, &q).await,
+            report(&reversed, &q).await,
+            "{q:?}"
+        );
+    }
+    // An earlier deploy of the same sha arriving late does not steal a marker...
+    reversed
+        .seed(&[deploy("d0", "aaaa", "2026-03-09T12:00:00Z")])
+        .await;
+    let failed_by: Option<String> =
+        sqlx::query_scalar("SELECT failed_by FROM deploy_facts WHERE event_id = 'd2'")
+            .fetch_one(&reversed.pool)
+            .await
+            .unwrap();
+    assert_eq!(failed_by.as_deref(), Some("r-a"));
+    // ...but a later one, still before the rollback, does: it is now the latest attempt.
+    reversed
+        .seed(&[deploy("d2b", "aaaa", "2026-03-11T06:00:00Z")])
+        .await;
+    let marked: Vec<String> =
+        sqlx::query_scalar("SELECT event_id FROM deploy_facts WHERE failed_by = 'r-a'")
+            .fetch_all(&reversed.pool)
+            .await
+            .unwrap();
+    assert_eq!(marked, vec!["d2b".to_owned()]);
+    in_order.cleanup().await;
+    reversed.cleanup().await;
+}
+
+#[tokio::test]
+async fn time_to_restore_pairs_opens_with_their_first_close() {
+    let env = TestEnv::new().await;
+    env.seed(&[
+        // Closed in the prior window.
+        opened("o0", "INC-0", "2026-03-01T00:00:00Z"),
+        closed("c0", "INC-0", "2026-03-02T12:00:00Z"),
+        // Opened in the prior window, closed in this one: 48 h.
+        opened("o1", "INC-1", "2026-03-07T10:00:00Z"),
+        closed("c1", "INC-1", "2026-03-09T10:00:00Z"),
+        // Two closes: the first one counts, 1 h.
+        opened("o2", "INC-2", "2026-03-10T00:00:00Z"),
+        closed("c2a", "INC-2", "2026-03-10T01:00:00Z"),
+        closed("c2b", "INC-2", "2026-03-10T05:00:00Z"),
+        // Never closed: open.
+        opened("o3", "INC-3", "2026-03-12T00:00:00Z"),
+        // Closed after the window's end: open at the end.
+        opened("o4", "INC-4", "2026-03-15T00:00:00Z"),
+        closed("c4", "INC-4", "2026-03-16T01:00:00Z"),
+        // A close before the open does not close it.
+        closed("c5", "INC-5", "2026-03-11T00:00:00Z"),
+        opened("o5", "INC-5", "2026-03-11T01:00:00Z"),
+    ])
+    .await;
+    let r = report(&env, &query(7, 0, None, "prod")).await;
+    assert_eq!(r.time_to_restore.samples, 2);
+    assert_eq!(
+        r.time_to_restore.median_seconds,
+        Some((48.0 * 3600.0 + 3600.0) / 2.0)
+    );
+    assert_eq!(
+        r.time_to_restore.open_incidents, 3,
+        "INC-3, INC-4 and INC-5"
+    );
+
+    let prior = report(&env, &query(7, 7, None, "prod")).await;
+    assert_eq!(prior.window.end, t("2026-03-09T00:00:00Z"));
+    assert_eq!(prior.time_to_restore.samples, 1);
+    assert_eq!(prior.time_to_restore.median_seconds, Some(36.0 * 3600.0));
+    assert_eq!(
+        prior.time_to_restore.open_incidents, 1,
+        "INC-1 was still open on 03-09"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn windows_are_start_inclusive_end_exclusive_and_offset_moves_them() {
+    let env = TestEnv::new().await;
+    env.seed(&[
+        deploy("start", "a001", "2026-03-09T00:00:00Z"),
+        deploy("inside", "a002", "2026-03-15T23:59:59.999999Z"),
+        deploy("end", "a003", "2026-03-16T00:00:00Z"),
+        deploy("prior-1", "a004", "2026-03-02T00:00:00Z"),
+        deploy("prior-2", "a005", "2026-03-05T00:00:00Z"),
+        deploy("prior-3", "a006", "2026-03-08T23:59:59Z"),
+        deploy("too-old", "a007", "2026-03-01T23:59:59Z"),
+    ])
+    .await;
+    let this_week = report(&env, &query(7, 0, None, "prod")).await;
+    assert_eq!(this_week.deployment_frequency.deploys, 2);
+    assert_eq!(this_week.window.start, t("2026-03-09T00:00:00Z"));
+    let last_week = report(&env, &query(7, 7, None, "prod")).await;
+    assert_eq!(last_week.deployment_frequency.deploys, 3);
+    assert_eq!(last_week.window.start, t("2026-03-02T00:00:00Z"));
+    assert_ne!(this_week, last_week);
+    let one_day = report(&env, &query(1, 0, None, "prod")).await;
+    assert_eq!(one_day.deployment_frequency.deploys, 1);
+    assert_eq!(one_day.deployment_frequency.per_day, 1.0);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn service_and_environment_filters() {
+    let env = TestEnv::new().await;
+    env.seed(&[
+        deploy("api-1", "b001", "2026-03-10T00:00:00Z"),
+        deploy("api-2", "b002", "2026-03-11T00:00:00Z"),
+        json!({"id": "web-1", "kind": "deploy", "service": "web", "git_sha": "b003", "occurred_at": "2026-03-10T00:00:00Z"}),
+        json!({"id": "stg-1", "kind": "deploy", "service": "api", "environment": "staging", "git_sha": "b004",
+               "occurred_at": "2026-03-10T00:00:00Z", "succeeded": false}),
+        json!({"id": "stg-i", "kind": "incident_opened", "service": "api", "environment": "staging",
+               "ref_id": "S-1", "occurred_at": "2026-03-10T00:00:00Z"}),
+    ])
+    .await;
+    let all = report(&env, &query(7, 0, None, "prod")).await;
+    assert_eq!(
+        (
+            all.deployment_frequency.deploys,
+            all.change_failure_rate.attempts
+        ),
+        (3, 3)
+    );
+    assert_eq!(
+        all.change_failure_rate.failed, 0,
+        "a staging failure never counts in prod"
+    );
+    assert_eq!(all.time_to_restore.open_incidents, 0);
+    let api = report(&env, &query(7, 0, Some("api"), "prod")).await;
+    assert_eq!(api.deployment_frequency.deploys, 2);
+    assert_eq!(api.service.as_deref(), Some("api"));
+    let staging = report(&env, &query(7, 0, None, "staging")).await;
+    assert_eq!(
+        (
+            staging.deployment_frequency.deploys,
+            staging.change_failure_rate.failed
+        ),
+        (0, 1)
+    );
+    assert_eq!(staging.change_failure_rate.rate, Some(1.0));
+    assert_eq!(staging.time_to_restore.open_incidents, 1);
+    let nobody = report(&env, &query(7, 0, Some("nobody"), "prod")).await;
+    assert_eq!(nobody.deployment_frequency.deploys, 0);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn times_with_an_offset_land_in_the_right_window() {
+    let env = TestEnv::new().await;
+    env.seed(&[
+        // 2026-03-16T01:30Z: after the window.
+        deploy("late", "c001", "2026-03-15T23:30:00-02:00"),
+        // 2026-03-15T23:00Z: inside.
+        deploy("in", "c002", "2026-03-16T01:00:00+02:00"),
+        // 2026-03-08T23:00Z: before it.
+        deploy("early", "c003", "2026-03-09T04:30:00+05:30"),
+    ])
+    .await;
+    let r = report(&env, &query(7, 0, None, "prod")).await;
+    assert_eq!(r.deployment_frequency.deploys, 1);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn medians_of_odd_and_even_counts_and_empty_windows() {
+    let env = TestEnv::new().await;
+    let r = report(&env, &query(7, 0, None, "prod")).await;
+    assert_eq!(r.lead_time.median_seconds, None);
+    assert_eq!(r.change_failure_rate.rate, None);
+    assert_eq!(r.time_to_restore.median_seconds, None);
+    assert_eq!(
+        (
+            r.lead_time.samples,
+            r.change_failure_rate.attempts,
+            r.deployment_frequency.deploys
+        ),
+        (0, 0, 0)
+    );
+    let body = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        body["lead_time"]["median_seconds"],
+        Value::Null,
+        "null, never 0"
+    );
+    assert_eq!(body["change_failure_rate"]["rate"], Value::Null);
+
+    env.seed(&[
+        deploy_with_commit("l1", "2026-03-10T00:00:00Z", 1),
+        deploy_with_commit("l2", "2026-03-11T00:00:00Z", 10),
+        deploy_with_commit("l3", "2026-03-12T00:00:00Z", 3),
+        deploy("no-commit", "dddd", "2026-03-12T00:00:00Z"),
+    ])
+    .await;
+    let odd = report(&env, &query(7, 0, None, "prod")).await;
+    assert_eq!(
+        (odd.lead_time.median_seconds, odd.lead_time.samples),
+        (Some(3.0 * 3600.0), 3)
+    );
+    env.seed(&[deploy_with_commit("l4", "2026-03-13T00:00:00Z", 6)])
+        .await;
+    let even = report(&env, &query(7, 0, None, "prod")).await;
+    assert_eq!(
+        (even.lead_time.median_seconds, even.lead_time.samples),
+        (Some(4.5 * 3600.0), 4)
+    );
+    env.cleanup().await;
+}
+
+/// The contract's definitions, transcribed as directly as SQL allows, over the raw
+/// log: no facts, every rollback and incident attributed at query time.
+const NAIVE_DEPLOYS: &str = r#"
+WITH attempts AS (
+    SELECT * FROM events
+    WHERE kind = 'deploy' AND environment = $1 AND ($5::text IS NULL OR service = $5)
+      AND occurred_at >= $2 AND occurred_at < $3
+),
+marked AS (
+    SELECT (SELECT d.id FROM events d
+            WHERE d.kind = 'deploy' AND d.service = m.service AND d.environment = m.environment
+              AND d.git_sha = m.git_sha AND d.occurred_at <= m.occurred_at
+            ORDER BY d.occurred_at DESC, d.stream_seq DESC LIMIT 1) AS id
+    FROM events m
+    WHERE m.kind IN ('rollback', 'incident_opened') AND m.git_sha IS NOT NULL AND m.occurred_at <= $4
+)
+SELECT count(*) FILTER (WHERE succeeded),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM occurred_at - commit_at)::float8)
+           FILTER (WHERE succeeded AND commit_at IS NOT NULL),
+       count(commit_at) FILTER (WHERE succeeded),
+       count(*) FILTER (WHERE NOT succeeded OR id IN (SELECT id FROM marked)),
+       count(*)
+FROM attempts
+"#;
+
+const NAIVE_INCIDENTS: &str = r#"
+WITH incidents AS (
+    SELECT o.occurred_at AS opened,
+           (SELECT c.occurred_at FROM events c
+            WHERE c.kind = 'incident_closed' AND c.ref_id = o.ref_id AND c.occurred_at >= o.occurred_at
+            ORDER BY c.occurred_at, c.stream_seq LIMIT 1) AS closed
+    FROM events o
+    WHERE o.kind = 'incident_opened' AND o.environment = $1 AND ($4::text IS NULL OR o.service = $4)
+)
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM closed - opened)::float8)
+           FILTER (WHERE closed >= $2 AND closed < $3),
+       count(*) FILTER (WHERE closed >= $2 AND closed < $3),
+       count(*) FILTER (WHERE opened < $3 AND (closed IS NULL OR closed >= $3))
+FROM incidents
+"#;
+
+/// xorshift64*: a reproducible sequence without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+fn random_log(rng: &mut Rng, n: usize) -> Vec<Value> {
+    let base = t("2026-02-01T00:00:00Z");
+    (0..n)
+        .map(|i| {
+            // Whole hours, so equal times (ties) happen often.
+            let at = base + TimeDelta::hours(rng.below(45 * 24) as i64);
+            let service = ["api", "web", "db"][rng.below(3) as usize];
+            let environment = ["prod", "prod", "staging"][rng.below(3) as usize];
+            let sha = format!("{:04x}", rng.below(12));
+            let ref_id = format!("INC-{}", rng.below(15));
+            let mut e = match rng.below(10) {
+                0..=4 => {
+                    let mut d =
+                        json!({"kind": "deploy", "git_sha": sha, "succeeded": rng.below(6) != 0});
+                    if rng.below(4) != 0 {
+                        d["commit_at"] =
+                            json!((at - TimeDelta::minutes(rng.below(5000) as i64)).to_rfc3339());
+                    }
+                    d
+                }
+                5 | 6 => json!({"kind": "rollback", "git_sha": sha}),
+                7 => {
+                    let mut o = json!({"kind": "incident_opened", "ref_id": ref_id});
+                    if rng.below(2) == 0 {
+                        o["git_sha"] = json!(sha);
+                    }
+                    o
+                }
+                _ => json!({"kind": "incident_closed", "ref_id": ref_id}),
+            };
+            e["id"] = json!(format!("e{i}"));
+            e["service"] = json!(service);
+            e["environment"] = json!(environment);
+            e["occurred_at"] = json!(at.to_rfc3339());
+            e
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_facts_agree_with_a_naive_reading_of_the_contract_on_random_logs() {
+    let env = TestEnv::new().await;
+    let mut rng = Rng(0x5EED_D0A4);
+    let mut log = random_log(&mut rng, 1500);
+    // Arrival order is not event order: shuffle, then feed in batches of random size.
+    for i in (1..log.len()).rev() {
+        log.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let mut rest = log.as_slice();
+    while !rest.is_empty() {
+        let take = (1 + rng.below(200) as usize).min(rest.len());
+        env.seed(&rest[..take]).await;
+        rest = &rest[take..];
+    }
+
+    let pool = dora_api::connect(&env.database_url, 1).unwrap();
+    for _ in 0..60 {
+        let q = MetricsQuery {
+            days: 1 + rng.below(30) as u32,
+            offset: rng.below(20) as u32,
+            as_of: t("2026-03-05T00:00:00Z") + TimeDelta::hours(rng.below(20 * 24) as i64),
+            service: [None, Some("api"), Some("web")][rng.below(3) as usize].map(str::to_owned),
+            environment: ["prod", "staging"][rng.below(2) as usize].to_owned(),
+        };
+        let w = q.window();
+        let got = compute(&pool, &q).await.unwrap();
+        let (deploys, lead, lead_n, failed, attempts): (i64, Option<f64>, i64, i64, i64) =
+            sqlx::query_as(NAIVE_DEPLOYS)
+                .bind(&q.environment)
+                .bind(w.start)
+                .bind(w.end)
+                .bind(q.as_of)
+                .bind(&q.service)
+                .fetch_one(&env.pool)
+                .await
+                .unwrap();
+        let (restore, restore_n, open): (Option<f64>, i64, i64) = sqlx::query_as(NAIVE_INCIDENTS)
+            .bind(&q.environment)
+            .bind(w.start)
+            .bind(w.end)
+            .bind(&q.service)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+        assert_eq!(got.deployment_frequency.deploys, deploys, "{q:?}");
+        assert_eq!(
+            (got.lead_time.median_seconds, got.lead_time.samples),
+            (lead, lead_n),
+            "{q:?}"
+        );
+        assert_eq!(
+            (
+                got.change_failure_rate.failed,
+                got.change_failure_rate.attempts
+            ),
+            (failed, attempts),
+            "{q:?}"
+        );
+        assert_eq!(
+            (
+                got.time_to_restore.median_seconds,
+                got.time_to_restore.samples,
+                got.time_to_restore.open_incidents
+            ),
+            (restore, restore_n, open),
+            "{q:?}"
+        );
+    }
+    let failed_total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM deploy_facts WHERE failed_by <> event_id")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert!(
+        failed_total > 20,
+        "the random log exercises rollbacks and incidents: {failed_total}"
+    );
+    env.cleanup().await;
+}
