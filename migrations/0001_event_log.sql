@@ -45,8 +45,8 @@ CREATE INDEX events_failure_markers ON events (service, environment, git_sha, oc
 -- Finds the first close of an incident after its open.
 CREATE INDEX events_incident_closes ON events (ref_id, occurred_at)
     WHERE kind = 'incident_closed';
--- Kind + time window, for ad-hoc questions about the log itself.
-CREATE INDEX events_kind_window ON events (kind, environment, occurred_at);
+-- No (kind, environment, occurred_at) index: the metrics range-scan the facts tables
+-- below, and every index here costs each append.
 
 -- Per-attempt facts, one row per deploy event, derived from the log by the projector in
 -- the transaction that appends the event, and rebuilt by replay. They hold no metric,

@@ -10,16 +10,31 @@ use clap::Parser;
 #[command(name = "dora-api", version)]
 pub struct Config {
     /// PostgreSQL holding the event log (read only; dora-projector owns the schema).
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/dora", value_parser = database_url)]
+    #[arg(long, env = "DATABASE_URL", value_name = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/dora", value_parser = database_url)]
     pub database_url: String,
     /// Address to listen on.
-    #[arg(long, env = "DORA_API_ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "DORA_API_ADDR",
+        value_name = "DORA_API_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
     pub addr: SocketAddr,
     /// Slack incoming-webhook URL for alerts; without it alerts are only logged.
-    #[arg(long, env = "DORA_SLACK_WEBHOOK_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DORA_SLACK_WEBHOOK_URL",
+        value_name = "DORA_SLACK_WEBHOOK_URL",
+        hide_env_values = true
+    )]
     pub slack_webhook_url: Option<String>,
     /// Most database connections the API holds.
-    #[arg(long, env = "DORA_API_DB_CONNECTIONS", default_value_t = 8)]
+    #[arg(
+        long,
+        env = "DORA_API_DB_CONNECTIONS",
+        value_name = "DORA_API_DB_CONNECTIONS",
+        default_value_t = 8
+    )]
     pub db_connections: u32,
 }
 

@@ -4,13 +4,13 @@
 #[derive(Debug, Clone, clap::Args)]
 pub struct StreamSettings {
     /// NATS server with JetStream.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", value_parser = nats_url)]
+    #[arg(long, env = "NATS_URL", value_name = "NATS_URL", default_value = "nats://127.0.0.1:4222", value_parser = nats_url)]
     pub nats_url: String,
     /// Name of the JetStream stream that holds every event.
-    #[arg(long, env = "DORA_STREAM", default_value = "DORA_EVENTS", value_parser = stream_name)]
+    #[arg(long, env = "DORA_STREAM", value_name = "DORA_STREAM", default_value = "DORA_EVENTS", value_parser = stream_name)]
     pub stream: String,
     /// Subject prefix; events travel on `<prefix>.<environment>.<service>.<kind>`.
-    #[arg(long, env = "DORA_SUBJECT_PREFIX", default_value = "dora.events", value_parser = subject_prefix)]
+    #[arg(long, env = "DORA_SUBJECT_PREFIX", value_name = "DORA_SUBJECT_PREFIX", default_value = "dora.events", value_parser = subject_prefix)]
     pub subject_prefix: String,
 }
 

@@ -16,13 +16,18 @@ pub struct Config {
     pub stream: StreamSettings,
     /// Ingest tokens as `name=secret` pairs, comma-separated. The name becomes the
     /// `source` of the events sent with that secret. Required: no token, no start.
-    #[arg(long, env = "DORA_INGEST_TOKENS", value_parser = Tokens::parse, hide_env_values = true)]
+    #[arg(long, env = "DORA_INGEST_TOKENS", value_name = "DORA_INGEST_TOKENS", value_parser = Tokens::parse, hide_env_values = true)]
     pub tokens: Tokens,
     /// Address to listen on.
-    #[arg(long, env = "DORA_INGEST_ADDR", default_value = "127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "DORA_INGEST_ADDR",
+        value_name = "DORA_INGEST_ADDR",
+        default_value = "127.0.0.1:8081"
+    )]
     pub addr: SocketAddr,
     /// Largest request body in bytes; a larger one gets 413. The default fits 1000
     /// events of the largest valid size.
-    #[arg(long, env = "DORA_INGEST_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
+    #[arg(long, env = "DORA_INGEST_MAX_BODY_BYTES", value_name = "DORA_INGEST_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub max_body_bytes: usize,
 }

@@ -17,7 +17,7 @@ pub struct Config {
     #[command(flatten)]
     pub stream: StreamSettings,
     /// PostgreSQL holding the event log; the projector owns and migrates its schema.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/dora", value_parser = database_url)]
+    #[arg(long, env = "DATABASE_URL", value_name = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/dora", value_parser = database_url)]
     pub database_url: String,
     /// Name of the durable JetStream consumer; its position survives restarts.
     #[arg(
@@ -27,10 +27,10 @@ pub struct Config {
     )]
     pub consumer: String,
     /// Most messages written in one transaction.
-    #[arg(long, env = "DORA_PROJECTOR_BATCH", default_value_t = 1000, value_parser = batch_size)]
+    #[arg(long, env = "DORA_PROJECTOR_BATCH", value_name = "DORA_PROJECTOR_BATCH", default_value_t = 1000, value_parser = batch_size)]
     pub batch_size: usize,
     /// Seconds JetStream waits for an ack before it delivers a message again.
-    #[arg(long, env = "DORA_PROJECTOR_ACK_WAIT_SECS", default_value = "30", value_parser = seconds)]
+    #[arg(long, env = "DORA_PROJECTOR_ACK_WAIT_SECS", value_name = "DORA_PROJECTOR_ACK_WAIT_SECS", default_value = "30", value_parser = seconds)]
     pub ack_wait: Duration,
 }
 

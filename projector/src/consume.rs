@@ -103,7 +103,10 @@ impl Projector {
     /// `None` when the consumer's stream has ended.
     pub async fn next_batch(&mut self) -> Option<Vec<jetstream::Message>> {
         loop {
-            let chunk = self.batches.next().await?;
+            // Unconstrained: tokio's cooperative budget would otherwise end every chunk
+            // after ~64 ready messages, however many are waiting, and a batch's fixed
+            // cost would then dominate (measured: 10k instead of 120k messages/s).
+            let chunk = tokio::task::unconstrained(self.batches.next()).await?;
             let mut batch = Vec::with_capacity(chunk.len());
             for item in chunk {
                 match item {
@@ -212,7 +215,10 @@ impl Projector {
                 break;
             };
             let outcome = self.apply(&batch, &mut shutdown).await?;
-            self.ack(&batch, &outcome).await?;
+            if let Err(e) = self.ack(&batch, &outcome).await {
+                // The batch is committed: a redelivery is recognised as duplicates.
+                tracing::warn!(error = %e, "acks not sent; the batch will come again and change nothing");
+            }
             progress.record(outcome);
         }
         progress.log();

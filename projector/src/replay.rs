@@ -151,7 +151,8 @@ where
         + Unpin,
 {
     while outcome.last_seq < wanted {
-        let Some(chunk) = batches.next().await else {
+        // Unconstrained for full chunks; see `consume::Projector::next_batch`.
+        let Some(chunk) = tokio::task::unconstrained(batches.next()).await else {
             return Err(Error::StreamEnded {
                 at: outcome.last_seq,
                 wanted,

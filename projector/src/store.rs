@@ -114,8 +114,13 @@ SELECT kind, service, environment, git_sha, ref_id FROM appended
 /// late or out of order. Only rows whose value changes are written.
 const RECOMPUTE_FAILURES: &str = r#"
 WITH keys AS (
-    SELECT DISTINCT *
+    SELECT DISTINCT k.*
     FROM unnest($1::text[], $2::text[], $3::text[]) AS k(service, environment, git_sha)
+    -- Where nothing names the key, failed_at is what the insert set, and stays so.
+    WHERE EXISTS (
+        SELECT 1 FROM events m
+        WHERE m.service = k.service AND m.environment = k.environment
+          AND m.git_sha = k.git_sha AND m.kind IN ('rollback', 'incident_opened'))
 ),
 marks AS (
     SELECT DISTINCT ON (attempt.event_id) attempt.event_id, m.occurred_at, m.id

@@ -5,6 +5,8 @@
 //! Servers: `DORA_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432`) and
 //! `DORA_TEST_NATS_URL` (default `nats://127.0.0.1:4222`). Logs only with `TEST_LOG=1`.
 
+pub mod naive;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -377,5 +379,30 @@ pub fn assert_close(value: &Value, expected: f64, tolerance: f64) -> anyhow::Res
     match value.as_f64() {
         Some(v) if (v - expected).abs() <= tolerance => Ok(()),
         _ => bail!("expected {expected} ± {tolerance}, got {value}"),
+    }
+}
+
+/// xorshift64*: a reproducible pseudo-random sequence for generated logs, without a
+/// dependency. Not for anything secret.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A sequence from `seed` (any value but 0 works; 0 is replaced).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    /// The next 64 bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
     }
 }

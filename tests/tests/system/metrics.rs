@@ -4,7 +4,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use dora_api::dora::{compute, MetricsQuery, Report};
-use dora_system_tests::TestEnv;
+use dora_system_tests::naive::{NAIVE_DEPLOYS, NAIVE_INCIDENTS};
+use dora_system_tests::{Rng, TestEnv};
 use serde_json::{json, Value};
 
 const AS_OF: &str = "2026-03-16T00:00:00Z";
@@ -385,59 +386,6 @@ async fn medians_of_odd_and_even_counts_and_empty_windows() {
     env.cleanup().await;
 }
 
-/// The contract's definitions, transcribed as directly as SQL allows, over the raw
-/// log: no facts, every rollback and incident attributed at query time.
-const NAIVE_DEPLOYS: &str = r#"
-WITH attempts AS (
-    SELECT * FROM events
-    WHERE kind = 'deploy' AND environment = $1 AND ($5::text IS NULL OR service = $5)
-      AND occurred_at >= $2 AND occurred_at < $3
-),
-marked AS (
-    SELECT (SELECT d.id FROM events d
-            WHERE d.kind = 'deploy' AND d.service = m.service AND d.environment = m.environment
-              AND d.git_sha = m.git_sha AND d.occurred_at <= m.occurred_at
-            ORDER BY d.occurred_at DESC, d.stream_seq DESC LIMIT 1) AS id
-    FROM events m
-    WHERE m.kind IN ('rollback', 'incident_opened') AND m.git_sha IS NOT NULL AND m.occurred_at <= $4
-)
-SELECT count(*) FILTER (WHERE succeeded),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM occurred_at - commit_at)::float8)
-           FILTER (WHERE succeeded AND commit_at IS NOT NULL),
-       count(commit_at) FILTER (WHERE succeeded),
-       count(*) FILTER (WHERE NOT succeeded OR id IN (SELECT id FROM marked)),
-       count(*)
-FROM attempts
-"#;
-
-const NAIVE_INCIDENTS: &str = r#"
-WITH incidents AS (
-    SELECT o.occurred_at AS opened,
-           (SELECT c.occurred_at FROM events c
-            WHERE c.kind = 'incident_closed' AND c.ref_id = o.ref_id AND c.occurred_at >= o.occurred_at
-            ORDER BY c.occurred_at, c.stream_seq LIMIT 1) AS closed
-    FROM events o
-    WHERE o.kind = 'incident_opened' AND o.environment = $1 AND ($4::text IS NULL OR o.service = $4)
-)
-SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM closed - opened)::float8)
-           FILTER (WHERE closed >= $2 AND closed < $3),
-       count(*) FILTER (WHERE closed >= $2 AND closed < $3),
-       count(*) FILTER (WHERE opened < $3 AND (closed IS NULL OR closed >= $3))
-FROM incidents
-"#;
-
-/// xorshift64*: a reproducible sequence without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
-}
-
 fn random_log(rng: &mut Rng, n: usize) -> Vec<Value> {
     let base = t("2026-02-01T00:00:00Z");
     (0..n)
@@ -480,7 +428,7 @@ fn random_log(rng: &mut Rng, n: usize) -> Vec<Value> {
 #[tokio::test]
 async fn the_facts_agree_with_a_naive_reading_of_the_contract_on_random_logs() {
     let env = TestEnv::new().await;
-    let mut rng = Rng(0x5EED_D0A4);
+    let mut rng = Rng::new(0x5EED_D0A4);
     let mut log = random_log(&mut rng, 1500);
     // Arrival order is not event order: shuffle, then feed in batches of random size.
     for i in (1..log.len()).rev() {
