@@ -277,13 +277,15 @@ fn checked_sha(sha: &str) -> Result<String> {
     }
 }
 
+/// Any printable text: incident tools name incidents their own way. Control characters
+/// are refused (PostgreSQL text cannot hold NUL, and none belongs in an identifier).
 fn checked_ref_id(ref_id: &str) -> Result<String> {
-    if (1..=128).contains(&ref_id.chars().count()) {
+    if (1..=128).contains(&ref_id.chars().count()) && !ref_id.chars().any(char::is_control) {
         Ok(ref_id.to_owned())
     } else {
         Err(ValidationError::field(
             "ref_id",
-            "`ref_id` must be 1-128 characters",
+            "`ref_id` must be 1-128 characters, none of them control characters",
         ))
     }
 }
@@ -374,6 +376,10 @@ mod tests {
             "commit_at"
         );
         assert_eq!(field_of(d(json!({"ref_id": "INC-1"}))), "ref_id");
+        assert_eq!(
+            field_of(json!({"kind": "incident_opened", "service": "api", "ref_id": "a\u{0}b"})),
+            "ref_id"
+        );
         assert_eq!(
             field_of(
                 json!({"kind": "rollback", "service": "api", "git_sha": "abcd", "succeeded": true})

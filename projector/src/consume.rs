@@ -12,9 +12,10 @@ use futures::{Stream, StreamExt};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::decode::{decode, Decoded, Incoming};
+use crate::decode::{decode, Decoded, Incoming, Rejected};
 use crate::error::{Error, Result};
 use crate::store::{self, Applied};
+use dora_event::ValidationError;
 
 type Batches = Pin<
     Box<
@@ -128,7 +129,7 @@ impl Projector {
         batch: &[jetstream::Message],
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<BatchOutcome> {
-        let mut decoded = Vec::with_capacity(batch.len());
+        let mut decoded: Vec<Decoded> = Vec::with_capacity(batch.len());
         let mut rejected_seqs = Vec::new();
         for msg in batch {
             let incoming = Incoming::from_message(msg)?;
@@ -144,6 +145,12 @@ impl Projector {
         let applied = loop {
             match store::apply(&self.pool, &decoded).await {
                 Ok(applied) => break applied,
+                Err(e) if store::is_refusal(&e) => {
+                    tracing::warn!(error = %e, "the store refused the batch; writing it one message at a time");
+                    break self
+                        .apply_one_by_one(batch, &mut decoded, &mut rejected_seqs)
+                        .await?;
+                }
                 Err(e) if *shutdown.borrow() => return Err(e),
                 Err(e) => {
                     tracing::error!(error = %e, retry_in = ?backoff, "batch not written; messages stay unacked");
@@ -172,6 +179,37 @@ impl Projector {
             pending,
             rejected_seqs,
         })
+    }
+
+    /// The slow path for a batch the store refused: each message in its own
+    /// transaction, and one the store refuses is kept as rejected with the store's
+    /// reason, so one bad message cannot block the stream.
+    async fn apply_one_by_one(
+        &self,
+        batch: &[jetstream::Message],
+        decoded: &mut [Decoded],
+        rejected_seqs: &mut Vec<u64>,
+    ) -> Result<Applied> {
+        let mut total = Applied::default();
+        for (msg, d) in batch.iter().zip(decoded.iter_mut()) {
+            let applied = match store::apply(&self.pool, std::slice::from_ref(d)).await {
+                Err(e) if store::is_refusal(&e) => {
+                    let incoming = Incoming::from_message(msg)?;
+                    tracing::warn!(stream_seq = incoming.stream_seq, error = %e, "message refused by the store; kept as rejected");
+                    rejected_seqs.push(incoming.stream_seq);
+                    *d = Decoded::Rejected(Rejected {
+                        incoming,
+                        error: ValidationError::whole(format!("the store refused it: {e}")),
+                    });
+                    store::apply(&self.pool, std::slice::from_ref(d)).await?
+                }
+                other => other?,
+            };
+            total.inserted += applied.inserted;
+            total.duplicates += applied.duplicates;
+            total.rejected += applied.rejected;
+        }
+        Ok(total)
     }
 
     /// Acks a batch that [`Projector::apply`] wrote. Rejected messages are terminated:

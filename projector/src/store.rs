@@ -195,6 +195,22 @@ struct AppendedRow {
     ref_id: Option<String>,
 }
 
+/// A reason or field name may quote the message, and PostgreSQL text cannot hold NUL.
+fn storable(text: &str) -> String {
+    text.replace('\0', "\\u0000")
+}
+
+/// True for errors a retry cannot fix: the database refused the data itself (SQLSTATE
+/// class 22, data exception, or 23, integrity constraint violation).
+pub fn is_refusal(error: &crate::Error) -> bool {
+    match error {
+        crate::Error::Database(sqlx::Error::Database(e)) => e
+            .code()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+        _ => false,
+    }
+}
+
 /// Writes one batch in one transaction. Nothing is written if it fails.
 pub async fn apply(pool: &PgPool, batch: &[Decoded]) -> Result<Applied> {
     let events: Vec<&Stored> = batch
@@ -307,13 +323,13 @@ pub async fn apply(pool: &PgPool, batch: &[Decoded]) -> Result<Applied> {
             .bind(
                 rejected
                     .iter()
-                    .map(|r| r.error.message.clone())
+                    .map(|r| storable(&r.error.message))
                     .collect::<Vec<_>>(),
             )
             .bind(
                 rejected
                     .iter()
-                    .map(|r| r.error.field.clone())
+                    .map(|r| r.error.field.as_deref().map(storable))
                     .collect::<Vec<_>>(),
             )
             .bind(

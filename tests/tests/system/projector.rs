@@ -137,15 +137,22 @@ async fn invalid_messages_on_nats_are_kept_with_their_reason() {
     )
     .await;
     env.publish_raw(&subject, json!({"id": "typo", "kind": "rollback", "service": "api", "git_sha": "abcd", "succeded": true}).to_string().as_bytes(), None).await;
+    // A NUL in a field name: PostgreSQL text cannot hold it, the rejection must still land.
+    env.publish_raw(
+        &subject,
+        br#"{"id": "nul", "kind": "rollback", "service": "api", "git_sha": "abcd", "a\u0000b": 1}"#,
+        None,
+    )
+    .await;
     env.publish_raw(&subject, good.to_string().as_bytes(), Some("ok"))
         .await;
 
-    eventually("four rejections kept", || async {
+    eventually("five rejections kept", || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM rejected_events")
             .fetch_one(&env.pool)
             .await
             .unwrap()
-            == 4
+            == 5
     })
     .await;
     env.wait_for_events(1).await;
@@ -161,6 +168,7 @@ async fn invalid_messages_on_nats_are_kept_with_their_reason() {
     assert_eq!(rows[1].1.as_deref(), Some("subject"));
     assert_eq!(rows[2].1.as_deref(), Some("id"));
     assert_eq!(rows[3].1.as_deref(), Some("succeded"));
+    assert_eq!(rows[4].1.as_deref(), Some("a\\u0000b"));
     let source: String = sqlx::query_scalar("SELECT source FROM events WHERE id = 'ok'")
         .fetch_one(&env.pool)
         .await
@@ -169,6 +177,37 @@ async fn invalid_messages_on_nats_are_kept_with_their_reason() {
 
     // Terminated, not left to be redelivered forever.
     env.wait_until_all_acked().await;
+    projector.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_message_the_store_refuses_is_kept_and_does_not_block_the_stream() {
+    let env = TestEnv::new().await;
+    // Stands in for any future mismatch between validation and the schema.
+    sqlx::query("ALTER TABLE events ADD CONSTRAINT no_poison CHECK (service <> 'poison')")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    for (i, service) in ["api", "poison", "api"].iter().enumerate() {
+        let body = json!({"id": format!("p-{i}"), "kind": "deploy", "service": service, "git_sha": "abcd"});
+        env.publish_raw(
+            &env.subject("prod", service, "deploy"),
+            body.to_string().as_bytes(),
+            None,
+        )
+        .await;
+    }
+    let projector = env.spawn_projector(env.projector_config()).await;
+    env.wait_for_events(2).await;
+    env.wait_until_all_acked().await;
+    let (seq, reason): (i64, String) =
+        sqlx::query_as("SELECT stream_seq, reason FROM rejected_events")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(seq, 2);
+    assert!(reason.contains("no_poison"), "{reason}");
     projector.stop().await.unwrap();
     env.cleanup().await;
 }

@@ -143,3 +143,59 @@ async fn replay_rebuilds_the_same_store_and_readers_never_see_it_half_built() {
     ingest.stop().await.unwrap();
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn events_arriving_during_a_replay_are_all_in_the_new_store() {
+    let env = TestEnv::new().await;
+    let ingest = env.spawn_ingest(env.ingest_config()).await;
+    let projector = env.spawn_projector(env.projector_config()).await;
+    for chunk in history(2000).chunks(500) {
+        post_events(&ingest.url, Some(CI_TOKEN), &json!(chunk)).await;
+    }
+    env.wait_for_events(2000).await;
+
+    // A pipeline that keeps sending while the replay runs.
+    let sender = {
+        let url = ingest.url.clone();
+        tokio::spawn(async move {
+            for i in 0..40 {
+                let batch: Vec<Value> = (0..25)
+                    .map(|j| {
+                        json!({"id": format!("live-{i}-{j}"), "kind": "deploy", "service": "live",
+                                    "git_sha": format!("{:04x}", i * 25 + j)})
+                    })
+                    .collect();
+                let (status, body) = post_events(&url, Some(CI_TOKEN), &json!(batch)).await;
+                assert_eq!(status, 202, "{body}");
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let outcome = dora_projector::replay(&env.projector_config())
+        .await
+        .unwrap();
+    sender.await.unwrap();
+    assert!(outcome.applied.inserted >= 2000);
+
+    env.wait_for_events(3000).await;
+    env.wait_until_all_acked().await;
+    let live: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT id) FROM events WHERE service = 'live'")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    let facts: i64 = sqlx::query_scalar("SELECT count(*) FROM deploy_facts WHERE service = 'live'")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        (live, facts),
+        (1000, 1000),
+        "every event sent during the replay is in the new store once"
+    );
+    assert_eq!(env.event_count().await, 3000);
+
+    projector.stop().await.unwrap();
+    ingest.stop().await.unwrap();
+    env.cleanup().await;
+}
