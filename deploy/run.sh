@@ -10,7 +10,7 @@ if ! psql -h 127.0.0.1 -U postgres -d postgres -w -Atc "SELECT 1 FROM pg_databas
     psql -h 127.0.0.1 -U postgres -d postgres -w -qc 'CREATE DATABASE dora'
 fi
 
-cargo build --release --bins
+cargo build --release -p dora-ingest -p dora-projector -p dora-api
 
 if [ -z "${DORA_INGEST_TOKENS:-}" ]; then
     secret=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')

@@ -4,7 +4,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tower_http::trace::TraceLayer;
@@ -33,7 +33,9 @@ async fn get_dora(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Report>> {
-    let query = parse_query(query.as_deref().unwrap_or(""), Utc::now())?;
+    // Whole seconds: the window's bounds are read by people.
+    let now = Utc::now().trunc_subsecs(0);
+    let query = parse_query(query.as_deref().unwrap_or(""), now)?;
     Ok(Json(dora::compute(&state.pool, &query).await?))
 }
 

@@ -40,7 +40,8 @@ pub fn init_tracing(default_filter: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_filter.into()),
+                // The shared crate logs the shutdown signal under its own name.
+                .unwrap_or_else(|_| format!("{default_filter},dora_event=info").into()),
         )
         .init();
 }

@@ -33,9 +33,14 @@ pub enum Error {
     /// JetStream unreachable or did not acknowledge: nothing may be reported accepted.
     #[error("JetStream did not acknowledge the events; nothing was accepted, retry: {0}")]
     Unavailable(String),
-    /// Failure at start.
-    #[error("NATS: {0}")]
-    Nats(#[from] async_nats::Error),
+    /// NATS unreachable at start.
+    #[error("cannot reach NATS at {url} (NATS_URL): {source}")]
+    Connect {
+        /// The server tried.
+        url: String,
+        /// Why it failed.
+        source: async_nats::Error,
+    },
     /// The stream is missing or misconfigured.
     #[error(transparent)]
     Stream(#[from] dora_event::stream::StreamError),
@@ -51,7 +56,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BadRequest(_) | Error::InvalidEvent { .. } => StatusCode::BAD_REQUEST,
-            Error::Unavailable(_) | Error::Nats(_) | Error::Stream(_) => {
+            Error::Unavailable(_) | Error::Connect { .. } | Error::Stream(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Error::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,

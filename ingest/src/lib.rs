@@ -30,7 +30,10 @@ pub async fn run(
 ) -> Result<()> {
     let nats = async_nats::connect(&config.stream.nats_url)
         .await
-        .map_err(|e| Error::Nats(e.into()))?;
+        .map_err(|e| Error::Connect {
+            url: config.stream.nats_url.clone(),
+            source: e.into(),
+        })?;
     let js = jetstream::new(nats.clone());
     dora_event::stream::ensure(&js, &config.stream.stream, &config.stream.subject_prefix).await?;
     let state = http::AppState {

@@ -6,6 +6,18 @@ pub enum Error {
     /// PostgreSQL refused or is unreachable.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// A server unreachable at start.
+    #[error("cannot reach {what} at {url} ({setting}): {source}")]
+    Connect {
+        /// `NATS` or `PostgreSQL`.
+        what: &'static str,
+        /// The server tried, without its password.
+        url: String,
+        /// The setting that names it.
+        setting: &'static str,
+        /// Why it failed.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A migration failed.
     #[error("migrating the store: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

@@ -25,7 +25,14 @@ pub use error::{Error, Result};
 
 /// Connects to PostgreSQL and migrates the live store.
 pub async fn connect_store(config: &Config) -> Result<sqlx::PgPool> {
-    let pool = store::connect(&config.database_url, STORE_SCHEMA, 4).await?;
+    let pool = store::connect(&config.database_url, STORE_SCHEMA, 4)
+        .await
+        .map_err(|e| Error::Connect {
+            what: "PostgreSQL",
+            url: config::redact(&config.database_url),
+            setting: "DATABASE_URL",
+            source: Box::new(e),
+        })?;
     store::migrate(&pool, STORE_SCHEMA).await?;
     Ok(pool)
 }
@@ -34,7 +41,12 @@ pub async fn connect_store(config: &Config) -> Result<sqlx::PgPool> {
 pub async fn connect_stream(config: &Config) -> Result<jetstream::stream::Stream> {
     let client = async_nats::connect(&config.stream.nats_url)
         .await
-        .map_err(|e| Error::Nats(e.into()))?;
+        .map_err(|e| Error::Connect {
+            what: "NATS",
+            url: config.stream.nats_url.clone(),
+            setting: "NATS_URL",
+            source: Box::new(e),
+        })?;
     let js = jetstream::new(client);
     Ok(
         dora_event::stream::ensure(&js, &config.stream.stream, &config.stream.subject_prefix)

@@ -111,6 +111,8 @@ impl TestEnv {
             .await
             .expect("nats-server at DORA_TEST_NATS_URL (start it with deploy/services.sh)");
         let js = jetstream::new(nats.clone());
+        static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+        SWEPT.get_or_init(|| sweep_old_streams(&js)).await;
         let stream = format!("DORA_TEST_{tag}");
         let prefix = format!("dora_test_{tag}.events");
         dora_event::stream::ensure(&js, &stream, &prefix)
@@ -290,6 +292,21 @@ impl TestEnv {
             ))
             .execute(&mut admin)
             .await;
+        }
+    }
+}
+
+/// Deletes test streams left by runs that failed before their cleanup (older than an
+/// hour, so a run going on beside this one keeps its own).
+async fn sweep_old_streams(js: &jetstream::Context) {
+    use futures::TryStreamExt;
+    let Ok(infos) = js.streams().try_collect::<Vec<_>>().await else {
+        return;
+    };
+    let cutoff = Utc::now() - chrono::TimeDelta::hours(1);
+    for info in infos {
+        if info.config.name.starts_with("DORA_TEST_") && info.created < cutoff {
+            let _ = js.delete_stream(&info.config.name).await;
         }
     }
 }
