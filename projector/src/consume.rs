@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, AckKind};
+use dora_event::ValidationError;
 use futures::{Stream, StreamExt};
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -15,7 +16,6 @@ use tokio::sync::watch;
 use crate::decode::{decode, Decoded, Incoming, Rejected};
 use crate::error::{Error, Result};
 use crate::store::{self, Applied};
-use dora_event::ValidationError;
 
 type Batches = Pin<
     Box<
@@ -143,14 +143,18 @@ impl Projector {
         }
         let mut backoff = Duration::from_millis(100);
         let applied = loop {
-            match store::apply(&self.pool, &decoded).await {
-                Ok(applied) => break applied,
+            let written = match store::apply(&self.pool, &decoded).await {
                 Err(e) if store::is_refusal(&e) => {
                     tracing::warn!(error = %e, "the store refused the batch; writing it one message at a time");
-                    break self
-                        .apply_one_by_one(batch, &mut decoded, &mut rejected_seqs)
-                        .await?;
+                    self.apply_one_by_one(batch, &mut decoded, &mut rejected_seqs)
+                        .await
                 }
+                written => written,
+            };
+            // Any other failure, on either path, is retried whole: what was already
+            // written comes back as duplicates.
+            match written {
+                Ok(applied) => break applied,
                 Err(e) if *shutdown.borrow() => return Err(e),
                 Err(e) => {
                     tracing::error!(error = %e, retry_in = ?backoff, "batch not written; messages stay unacked");
@@ -205,9 +209,7 @@ impl Projector {
                 }
                 other => other?,
             };
-            total.inserted += applied.inserted;
-            total.duplicates += applied.duplicates;
-            total.rejected += applied.rejected;
+            total += applied;
         }
         Ok(total)
     }
@@ -284,9 +286,7 @@ impl Default for Progress {
 
 impl Progress {
     fn record(&mut self, outcome: BatchOutcome) {
-        self.totals.inserted += outcome.applied.inserted;
-        self.totals.duplicates += outcome.applied.duplicates;
-        self.totals.rejected += outcome.applied.rejected;
+        self.totals += outcome.applied;
         tracing::debug!(?outcome, "batch applied");
         self.last = outcome;
         if self.logged_at.elapsed() >= Duration::from_secs(10) {

@@ -167,9 +167,7 @@ where
         }
         let applied = store::apply(store, &decoded).await?;
         outcome.messages += decoded.len() as u64;
-        outcome.applied.inserted += applied.inserted;
-        outcome.applied.duplicates += applied.duplicates;
-        outcome.applied.rejected += applied.rejected;
+        outcome.applied += applied;
     }
     Ok(outcome)
 }

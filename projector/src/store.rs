@@ -29,6 +29,14 @@ pub struct Applied {
     pub rejected: u64,
 }
 
+impl std::ops::AddAssign for Applied {
+    fn add_assign(&mut self, other: Applied) {
+        self.inserted += other.inserted;
+        self.duplicates += other.duplicates;
+        self.rejected += other.rejected;
+    }
+}
+
 /// A pool whose connections see `schema` and nothing else.
 pub async fn connect(database_url: &str, schema: &str, max_connections: u32) -> Result<PgPool> {
     let options = PgConnectOptions::from_str(database_url)?
