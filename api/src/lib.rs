@@ -47,7 +47,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let pool = connect(&config.database_url, config.db_connections)?;
+    let pool = connect(&config.database.url, config.db_connections)?;
     if config.slack_webhook_url.is_none() {
         tracing::info!("DORA_SLACK_WEBHOOK_URL not set: alerts would only be logged");
     }

@@ -1,4 +1,6 @@
-//! Settings every process that touches the stream shares (CONTRACT.md section 6).
+//! Settings the processes share (CONTRACT.md section 6).
+
+use std::fmt;
 
 /// Where the stream lives. Flattened into the gateway's and the projector's config.
 #[derive(Debug, Clone, clap::Args)]
@@ -12,6 +14,57 @@ pub struct StreamSettings {
     /// Subject prefix; events travel on `<prefix>.<environment>.<service>.<kind>`.
     #[arg(long, env = "DORA_SUBJECT_PREFIX", value_name = "DORA_SUBJECT_PREFIX", default_value = "dora.events", value_parser = subject_prefix)]
     pub subject_prefix: String,
+}
+
+/// Where the store lives. Flattened into the projector's and the API's config; its
+/// `Debug` hides the password, so a config can be logged whole.
+#[derive(Clone, clap::Args)]
+pub struct DatabaseSettings {
+    /// PostgreSQL holding the store; dora-projector owns and migrates its schema,
+    /// dora-api only reads it.
+    #[arg(
+        long = "database-url",
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/dora",
+        value_parser = database_url,
+        hide_env_values = true
+    )]
+    pub url: String,
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redact_url(&self.url))
+            .finish()
+    }
+}
+
+/// The URL without its password, fit for logs. The query string goes too: it can
+/// carry a password as well.
+pub fn redact_url(url: &str) -> String {
+    let url = url.split_once('?').map_or(url, |(base, _)| base);
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn database_url(value: &str) -> Result<String, String> {
+    if !(value.starts_with("postgres://") || value.starts_with("postgresql://")) {
+        return Err("must start with postgres:// or postgresql://".to_owned());
+    }
+    value
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .map(|_| value.to_owned())
+        .map_err(|e| format!("not a PostgreSQL URL: {e}"))
 }
 
 fn nats_url(value: &str) -> Result<String, String> {
@@ -35,4 +88,36 @@ fn stream_name(value: &str) -> Result<String, String> {
 
 fn subject_prefix(value: &str) -> Result<String, String> {
     crate::subject::check_prefix(value).map(|()| value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            redact_url("postgres://dora:s3cret@db:5432/dora"),
+            "postgres://dora:***@db:5432/dora"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/dora"),
+            "postgres://postgres@127.0.0.1/dora"
+        );
+        assert_eq!(
+            redact_url("postgres://dora@db/dora?password=s3cret"),
+            "postgres://dora@db/dora"
+        );
+        let settings = DatabaseSettings {
+            url: "postgres://dora:s3cret@db/dora".to_owned(),
+        };
+        assert!(!format!("{settings:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn only_postgres_urls() {
+        assert!(database_url("postgres://u@h/db").is_ok());
+        assert!(database_url("postgresql://u@h/db").is_ok());
+        assert!(database_url("mysql://u@h/db").is_err());
+    }
 }

@@ -1,13 +1,12 @@
 //! The projector's settings, from flags or the environment.
 
-use std::fmt;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use dora_event::settings::StreamSettings;
+use dora_event::settings::{DatabaseSettings, StreamSettings};
 
 /// dora-projector: appends every event of the stream, once, to the PostgreSQL event log.
-#[derive(Clone, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "dora-projector", version)]
 pub struct Config {
     /// What to do; without a command the projector runs.
@@ -16,9 +15,9 @@ pub struct Config {
     /// Where the stream lives.
     #[command(flatten)]
     pub stream: StreamSettings,
-    /// PostgreSQL holding the event log; the projector owns and migrates its schema.
-    #[arg(long, env = "DATABASE_URL", value_name = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/dora", value_parser = database_url)]
-    pub database_url: String,
+    /// Where the store lives; the projector owns and migrates its schema.
+    #[command(flatten)]
+    pub database: DatabaseSettings,
     /// Name of the durable JetStream consumer; its position survives restarts.
     #[arg(
         long,
@@ -43,43 +42,6 @@ pub enum Command {
     Replay,
 }
 
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("command", &self.command)
-            .field("stream", &self.stream)
-            .field("database_url", &redact(&self.database_url))
-            .field("consumer", &self.consumer)
-            .field("batch_size", &self.batch_size)
-            .field("ack_wait", &self.ack_wait)
-            .finish()
-    }
-}
-
-/// The URL without its password, fit for logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-fn database_url(value: &str) -> Result<String, String> {
-    if !(value.starts_with("postgres://") || value.starts_with("postgresql://")) {
-        return Err("must start with postgres:// or postgresql://".to_owned());
-    }
-    value
-        .parse::<sqlx::postgres::PgConnectOptions>()
-        .map(|_| value.to_owned())
-        .map_err(|e| format!("not a PostgreSQL URL: {e}"))
-}
-
 fn batch_size(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
         Ok(n) if (1..=10_000).contains(&n) => Ok(n),
@@ -97,18 +59,6 @@ fn seconds(value: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_stay_out_of_logs() {
-        assert_eq!(
-            redact("postgres://dora:s3cret@db:5432/dora"),
-            "postgres://dora:***@db:5432/dora"
-        );
-        assert_eq!(
-            redact("postgres://postgres@127.0.0.1/dora"),
-            "postgres://postgres@127.0.0.1/dora"
-        );
-    }
 
     #[test]
     fn a_malformed_setting_names_itself() {

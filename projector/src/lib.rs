@@ -25,11 +25,11 @@ pub use error::{Error, Result};
 
 /// Connects to PostgreSQL and migrates the live store.
 pub async fn connect_store(config: &Config) -> Result<sqlx::PgPool> {
-    let pool = store::connect(&config.database_url, STORE_SCHEMA, 4)
+    let pool = store::connect(&config.database.url, STORE_SCHEMA, 4)
         .await
         .map_err(|e| Error::Connect {
             what: "PostgreSQL",
-            url: config::redact(&config.database_url),
+            url: dora_event::settings::redact_url(&config.database.url),
             setting: "DATABASE_URL",
             source: Box::new(e),
         })?;
@@ -76,7 +76,7 @@ pub async fn replay(config: &Config) -> Result<replay::ReplayOutcome> {
     let pool = connect_store(config).await?;
     let mut stream = connect_stream(config).await?;
     replay::replay(
-        &config.database_url,
+        &config.database.url,
         &pool,
         STORE_SCHEMA,
         &mut stream,

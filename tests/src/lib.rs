@@ -10,7 +10,7 @@ pub mod naive;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use async_nats::jetstream;
 use chrono::{DateTime, Utc};
 use dora_event::settings::StreamSettings;
@@ -155,7 +155,9 @@ impl TestEnv {
         dora_projector::Config {
             command: None,
             stream: self.stream_settings(),
-            database_url: self.database_url.clone(),
+            database: dora_event::settings::DatabaseSettings {
+                url: self.database_url.clone(),
+            },
             consumer: "dora-projector".to_owned(),
             batch_size: 1000,
             ack_wait: Duration::from_secs(2),
@@ -165,7 +167,9 @@ impl TestEnv {
     /// The API's config.
     pub fn api_config(&self) -> dora_api::Config {
         dora_api::Config {
-            database_url: self.database_url.clone(),
+            database: dora_event::settings::DatabaseSettings {
+                url: self.database_url.clone(),
+            },
             addr: "127.0.0.1:0".parse().expect("addr"),
             slack_webhook_url: None,
             db_connections: 4,
@@ -389,14 +393,6 @@ pub async fn get_json(base: &str, path: &str) -> (u16, Value) {
     let response = reqwest::get(format!("{base}{path}")).await.expect("GET");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// Fails unless `value` is within `tolerance` of `expected`.
-pub fn assert_close(value: &Value, expected: f64, tolerance: f64) -> anyhow::Result<()> {
-    match value.as_f64() {
-        Some(v) if (v - expected).abs() <= tolerance => Ok(()),
-        _ => bail!("expected {expected} ± {tolerance}, got {value}"),
-    }
 }
 
 /// xorshift64*: a reproducible pseudo-random sequence for generated logs, without a

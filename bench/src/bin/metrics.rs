@@ -71,7 +71,9 @@ async fn main() -> anyhow::Result<()> {
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, rx) = tokio::sync::watch::channel(false);
     let config = dora_api::Config {
-        database_url: database_url.clone(),
+        database: dora_event::settings::DatabaseSettings {
+            url: database_url.clone(),
+        },
         addr: listener.local_addr()?,
         slack_webhook_url: None,
         db_connections: 4,
