@@ -5,13 +5,17 @@
 //!
 //! - [`config`]: settings from flags or the environment.
 //! - [`auth`]: named bearer tokens, compared in constant time.
+//! - [`body`]: reading a body as one event or an array, stopping past the limit.
 //! - [`http`]: routes, body checks and validation of single events and batches.
+//! - [`idempotency`]: ids derived from the `Idempotency-Key` header, so a retried request is the same events.
 //! - [`publish`]: pipelined publishes with `Nats-Msg-Id` for deduplication.
 
 pub mod auth;
+pub mod body;
 pub mod config;
 mod error;
 pub mod http;
+pub mod idempotency;
 pub mod publish;
 
 use async_nats::jetstream;
