@@ -35,7 +35,7 @@ pub async fn run(
     let nats = async_nats::connect(&config.stream.nats_url)
         .await
         .map_err(|e| Error::Connect {
-            url: config.stream.nats_url.clone(),
+            url: dora_event::settings::redact_nats_url(&config.stream.nats_url),
             source: e.into(),
         })?;
     let js = jetstream::new(nats.clone());

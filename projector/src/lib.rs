@@ -43,7 +43,7 @@ pub async fn connect_stream(config: &Config) -> Result<jetstream::stream::Stream
         .await
         .map_err(|e| Error::Connect {
             what: "NATS",
-            url: config.stream.nats_url.clone(),
+            url: dora_event::settings::redact_nats_url(&config.stream.nats_url),
             setting: "NATS_URL",
             source: Box::new(e),
         })?;
