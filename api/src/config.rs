@@ -29,12 +29,13 @@ pub struct Config {
         hide_env_values = true
     )]
     pub slack_webhook_url: Option<String>,
-    /// Most database connections the API holds.
+    /// Most database connections the API holds, 1-1000 (0 would answer nothing).
     #[arg(
         long,
         env = "DORA_API_DB_CONNECTIONS",
         value_name = "DORA_API_DB_CONNECTIONS",
-        default_value_t = 8
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
     )]
     pub db_connections: u32,
 }

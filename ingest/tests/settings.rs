@@ -67,3 +67,13 @@ fn nats_credentials_stay_out_of_the_startup_log_and_the_connect_error() {
     assert!(!out.contains("natsPassw0rd"), "{out}");
     assert!(!out.contains("Sup3rSecretValue"), "{out}");
 }
+
+#[test]
+fn a_body_limit_that_refuses_every_event_is_refused() {
+    let (code, out) = start(&[
+        ("DORA_INGEST_TOKENS", "ci=Sup3rSecretValue-123456"),
+        ("DORA_INGEST_MAX_BODY_BYTES", "0"),
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("DORA_INGEST_MAX_BODY_BYTES"), "{out}");
+}
