@@ -84,6 +84,11 @@ impl Running {
             .await
             .context("process did not stop within 30 s")??
     }
+
+    /// Waits for the process to stop by itself; returns what it returned.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.handle.await?
+    }
 }
 
 impl TestEnv {
