@@ -4,12 +4,14 @@
 //!
 //! - [`config`]: settings from flags or the environment.
 //! - [`dora`]: the metrics over one window, in SQL.
-//! - [`http`]: routes and query-parameter checks.
+//! - [`http`]: the routes.
+//! - [`params`]: query-parameter checks, strict, per route.
 
 pub mod config;
 pub mod dora;
 mod error;
 pub mod http;
+pub mod params;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -9,3 +9,4 @@ mod ingest;
 mod metrics;
 mod projector;
 mod replay;
+mod trend;
