@@ -3,6 +3,7 @@
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
+use axum::response::Redirect;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, SubsecRound, Utc};
@@ -11,6 +12,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use tower_http::trace::TraceLayer;
 
+use crate::dashboard;
 use crate::dora::failures::{self, Failures};
 use crate::dora::{self, MetricsQuery, Report};
 use crate::error::Result;
@@ -29,6 +31,8 @@ pub fn app(state: AppState) -> Router {
         .route("/dora", get(get_dora))
         .route("/dora/trend", get(get_trend))
         .route("/dora/failures", get(get_failures))
+        .route("/dashboard", get(dashboard::get_dashboard))
+        .route("/", get(|| async { Redirect::to("/dashboard") }))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .layer(TraceLayer::new_for_http())

@@ -50,6 +50,25 @@ pub(crate) fn bad(param: &str, message: impl Into<String>) -> Error {
 /// Parses `raw` for a route taking the parameters `accepted`; `now` is the default
 /// `as_of`.
 pub fn parse(raw: &str, now: DateTime<Utc>, accepted: &[&str]) -> Result<Params> {
+    parse_pairs(form_urlencoded::parse(raw.as_bytes()), now, accepted)
+}
+
+/// [`parse`] for the dashboard's form: its service drop-down sends `service=` for
+/// "all services", which is read as no `service`.
+pub fn parse_form(raw: &str, now: DateTime<Utc>, accepted: &[&str]) -> Result<Params> {
+    parse_pairs(
+        form_urlencoded::parse(raw.as_bytes())
+            .filter(|(name, value)| !(name == "service" && value.is_empty())),
+        now,
+        accepted,
+    )
+}
+
+fn parse_pairs<'a>(
+    pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
+    now: DateTime<Utc>,
+    accepted: &[&str],
+) -> Result<Params> {
     let mut params = Params {
         query: MetricsQuery {
             days: 7,
@@ -63,7 +82,7 @@ pub fn parse(raw: &str, now: DateTime<Utc>, accepted: &[&str]) -> Result<Params>
     };
     let query = &mut params.query;
     let mut seen: Vec<String> = Vec::new();
-    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+    for (name, value) in pairs {
         if !accepted.contains(&name.as_ref()) {
             return Err(bad(
                 &name,
@@ -145,6 +164,18 @@ mod tests {
         ] {
             assert_eq!(param_of(raw, accepted), param, "{raw}");
         }
+    }
+
+    #[test]
+    fn the_form_sends_an_empty_service_for_all() {
+        assert_eq!(
+            parse_form("service=&days=7", now(), DASHBOARD)
+                .unwrap()
+                .query
+                .service,
+            None
+        );
+        assert_eq!(param_of("service=", DORA), "service");
     }
 
     #[test]
