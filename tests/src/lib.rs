@@ -5,6 +5,7 @@
 //! Servers: `DORA_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432`) and
 //! `DORA_TEST_NATS_URL` (default `nats://127.0.0.1:4222`). Logs only with `TEST_LOG=1`.
 
+pub mod emit;
 pub mod naive;
 
 use std::future::Future;
@@ -187,6 +188,37 @@ impl TestEnv {
             .await
     }
 
+    /// Starts the gateway on a listener the test bound, e.g. to bring it back on the
+    /// port a client is retrying.
+    pub async fn spawn_ingest_on(
+        &self,
+        config: dora_ingest::Config,
+        listener: TcpListener,
+    ) -> Running {
+        spawn_http_on(listener, |listener, rx| async move {
+            Ok(dora_ingest::run(config, listener, rx).await?)
+        })
+        .await
+    }
+
+    /// The NATS server the tests use.
+    pub fn nats_url(&self) -> String {
+        nats_url()
+    }
+
+    /// Messages in this test's stream: what was published, whether or not projected.
+    pub async fn stream_messages(&self) -> u64 {
+        self.js
+            .get_stream(&self.stream)
+            .await
+            .expect("stream")
+            .info()
+            .await
+            .expect("stream info")
+            .state
+            .messages
+    }
+
     /// Starts the projector.
     pub async fn spawn_projector(&self, config: dora_projector::Config) -> Running {
         let (shutdown, rx) = watch::channel(false);
@@ -343,6 +375,15 @@ where
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    spawn_http_on(listener, run).await
+}
+
+/// Starts an HTTP process on `listener` and waits until it answers `/healthz`.
+async fn spawn_http_on<F, Fut>(listener: TcpListener, run: F) -> Running
+where
+    F: FnOnce(TcpListener, watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (shutdown, rx) = watch::channel(false);
     let handle = tokio::spawn(run(listener, rx));
