@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod demo;
 mod ingest;
 mod metrics;
 mod projector;
