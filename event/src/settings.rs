@@ -2,11 +2,12 @@
 
 use std::fmt;
 
-/// Where the stream lives. Flattened into the gateway's and the projector's config.
-#[derive(Debug, Clone, clap::Args)]
+/// Where the stream lives. Flattened into the gateway's and the projector's config;
+/// its `Debug` hides the NATS password, so a config can be logged whole.
+#[derive(Clone, clap::Args)]
 pub struct StreamSettings {
     /// NATS server with JetStream.
-    #[arg(long, env = "NATS_URL", value_name = "NATS_URL", default_value = "nats://127.0.0.1:4222", value_parser = nats_url)]
+    #[arg(long, env = "NATS_URL", value_name = "NATS_URL", default_value = "nats://127.0.0.1:4222", value_parser = nats_url, hide_env_values = true)]
     pub nats_url: String,
     /// Name of the JetStream stream that holds every event.
     #[arg(long, env = "DORA_STREAM", value_name = "DORA_STREAM", default_value = "DORA_EVENTS", value_parser = stream_name)]
@@ -14,6 +15,16 @@ pub struct StreamSettings {
     /// Subject prefix; events travel on `<prefix>.<environment>.<service>.<kind>`.
     #[arg(long, env = "DORA_SUBJECT_PREFIX", value_name = "DORA_SUBJECT_PREFIX", default_value = "dora.events", value_parser = subject_prefix)]
     pub subject_prefix: String,
+}
+
+impl fmt::Debug for StreamSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamSettings")
+            .field("nats_url", &redact_url(&self.nats_url))
+            .field("stream", &self.stream)
+            .field("subject_prefix", &self.subject_prefix)
+            .finish()
+    }
 }
 
 /// Where the store lives. Flattened into the projector's and the API's config; its
@@ -112,6 +123,12 @@ mod tests {
             url: "postgres://dora:s3cret@db/dora".to_owned(),
         };
         assert!(!format!("{settings:?}").contains("s3cret"));
+        let stream = StreamSettings {
+            nats_url: "nats://dora-ingest:s3cret@nats:4222".to_owned(),
+            stream: "DORA_EVENTS".to_owned(),
+            subject_prefix: "dora.events".to_owned(),
+        };
+        assert!(!format!("{stream:?}").contains("s3cret"));
     }
 
     #[test]

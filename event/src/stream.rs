@@ -83,3 +83,20 @@ pub async fn ensure(
         })
     }
 }
+
+/// Connects to NATS at `url`, logging in with the user and password the URL carries
+/// (`nats://user:password@host:4222`). async-nats ignores credentials in a URL, so
+/// without this a server with `authorization` (deploy/nats/nats-server.conf) refuses
+/// every dora process.
+pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let addr: async_nats::ServerAddr = url.parse().map_err(|e| {
+        async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::ServerParse, e)
+    })?;
+    let options = match (addr.username(), addr.password()) {
+        (Some(user), Some(password)) => {
+            async_nats::ConnectOptions::with_user_and_password(user.to_owned(), password.to_owned())
+        }
+        _ => async_nats::ConnectOptions::new(),
+    };
+    options.connect(addr).await
+}

@@ -28,10 +28,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let nats = async_nats::connect(&config.stream.nats_url)
+    let nats = dora_event::stream::connect(&config.stream.nats_url)
         .await
         .map_err(|e| Error::Connect {
-            url: config.stream.nats_url.clone(),
+            url: dora_event::settings::redact_url(&config.stream.nats_url),
             source: e.into(),
         })?;
     let js = jetstream::new(nats.clone());

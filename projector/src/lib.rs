@@ -39,11 +39,11 @@ pub async fn connect_store(config: &Config) -> Result<sqlx::PgPool> {
 
 /// Connects to JetStream and makes sure the stream exists.
 pub async fn connect_stream(config: &Config) -> Result<jetstream::stream::Stream> {
-    let client = async_nats::connect(&config.stream.nats_url)
+    let client = dora_event::stream::connect(&config.stream.nats_url)
         .await
         .map_err(|e| Error::Connect {
             what: "NATS",
-            url: config.stream.nats_url.clone(),
+            url: dora_event::settings::redact_url(&config.stream.nats_url),
             setting: "NATS_URL",
             source: Box::new(e),
         })?;
