@@ -7,7 +7,7 @@ use std::fmt;
 #[derive(Clone, clap::Args)]
 pub struct StreamSettings {
     /// NATS server with JetStream.
-    #[arg(long, env = "NATS_URL", value_name = "NATS_URL", default_value = "nats://127.0.0.1:4222", value_parser = nats_url)]
+    #[arg(long, env = "NATS_URL", value_name = "NATS_URL", default_value = "nats://127.0.0.1:4222", value_parser = nats_url, hide_env_values = true)]
     pub nats_url: String,
     /// Name of the JetStream stream that holds every event.
     #[arg(long, env = "DORA_STREAM", value_name = "DORA_STREAM", default_value = "DORA_EVENTS", value_parser = stream_name)]
@@ -98,10 +98,9 @@ fn database_url(value: &str) -> Result<String, String> {
 }
 
 fn nats_url(value: &str) -> Result<String, String> {
-    value
-        .parse::<async_nats::ServerAddr>()
+    crate::stream::parse_urls(value)
         .map(|_| value.to_owned())
-        .map_err(|e| format!("not a NATS server address: {e}"))
+        .map_err(|e| format!("not a NATS server address (or comma-separated list of them): {e}"))
 }
 
 fn stream_name(value: &str) -> Result<String, String> {
@@ -142,6 +141,12 @@ mod tests {
             url: "postgres://dora:s3cret@db/dora".to_owned(),
         };
         assert!(!format!("{settings:?}").contains("s3cret"));
+        let stream = StreamSettings {
+            nats_url: "nats://dora-ingest:s3cret@nats:4222".to_owned(),
+            stream: "DORA_EVENTS".to_owned(),
+            subject_prefix: "dora.events".to_owned(),
+        };
+        assert!(!format!("{stream:?}").contains("s3cret"));
     }
 
     #[test]

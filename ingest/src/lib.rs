@@ -32,7 +32,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let nats = async_nats::connect(&config.stream.nats_url)
+    let nats = dora_event::stream::connect(&config.stream.nats_url)
         .await
         .map_err(|e| Error::Connect {
             url: dora_event::settings::redact_nats_url(&config.stream.nats_url),

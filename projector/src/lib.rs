@@ -39,7 +39,7 @@ pub async fn connect_store(config: &Config) -> Result<sqlx::PgPool> {
 
 /// Connects to JetStream and makes sure the stream exists.
 pub async fn connect_stream(config: &Config) -> Result<jetstream::stream::Stream> {
-    let client = async_nats::connect(&config.stream.nats_url)
+    let client = dora_event::stream::connect(&config.stream.nats_url)
         .await
         .map_err(|e| Error::Connect {
             what: "NATS",

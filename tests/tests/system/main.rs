@@ -6,6 +6,7 @@
 
 mod api;
 mod dashboard;
+mod demo;
 mod emit;
 mod ingest;
 mod metrics;
