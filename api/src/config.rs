@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use clap::Parser;
-use dora_event::settings::DatabaseSettings;
+use dora_event::settings::{DatabaseSettings, LogSettings};
 
 /// dora-api: the four DORA metrics, computed from the event log on every request.
 #[derive(Clone, Parser)]
@@ -37,6 +37,9 @@ pub struct Config {
         default_value_t = 8
     )]
     pub db_connections: u32,
+    /// How the API logs.
+    #[command(flatten)]
+    pub log: LogSettings,
 }
 
 impl fmt::Debug for Config {
@@ -49,6 +52,7 @@ impl fmt::Debug for Config {
                 &self.slack_webhook_url.as_ref().map(|_| "***"),
             )
             .field("db_connections", &self.db_connections)
+            .field("log", &self.log)
             .finish()
     }
 }
