@@ -22,6 +22,9 @@ pub enum Error {
     /// Serving failed.
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
+    /// A page template failed to render.
+    #[error("rendering a page: {0}")]
+    Render(#[from] askama::Error),
 }
 
 impl IntoResponse for Error {

@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod dashboard;
 mod ingest;
 mod metrics;
 mod projector;
 mod replay;
+mod trend;
