@@ -8,6 +8,7 @@ mod api;
 mod dashboard;
 mod ingest;
 mod metrics;
+mod observe;
 mod projector;
 mod replay;
 mod trend;
