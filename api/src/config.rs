@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use clap::Parser;
-use dora_event::settings::DatabaseSettings;
+use dora_event::settings::{DatabaseSettings, LogSettings};
 
 /// dora-api: the four DORA metrics, computed from the event log on every request.
 #[derive(Clone, Parser)]
@@ -38,6 +38,9 @@ pub struct Config {
         value_parser = clap::value_parser!(u32).range(1..=1000)
     )]
     pub db_connections: u32,
+    /// How the API logs.
+    #[command(flatten)]
+    pub log: LogSettings,
 }
 
 impl fmt::Debug for Config {
@@ -50,6 +53,7 @@ impl fmt::Debug for Config {
                 &self.slack_webhook_url.as_ref().map(|_| "***"),
             )
             .field("db_connections", &self.db_connections)
+            .field("log", &self.log)
             .finish()
     }
 }

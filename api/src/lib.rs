@@ -8,6 +8,7 @@
 //! - [`dora`]: the metrics over one window, in SQL.
 //! - [`http`]: the routes.
 //! - [`params`]: query-parameter checks, strict, per route.
+//! - [`metrics`]: `GET /metrics`: request latency by route and the DORA gauges.
 
 pub mod chart;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod dashboard;
 pub mod dora;
 mod error;
 pub mod http;
+pub mod metrics;
 pub mod params;
 
 use std::str::FromStr;
@@ -58,7 +60,9 @@ pub async fn run(
         tracing::info!("DORA_SLACK_WEBHOOK_URL not set: alerts would only be logged");
     }
     tracing::info!(addr = ?listener.local_addr().ok(), "dora api listening");
-    axum::serve(listener, http::app(http::AppState { pool: pool.clone() }))
+    let app = metrics::ApiMetrics::new(pool.clone())
+        .instrument(http::app(http::AppState { pool: pool.clone() }));
+    axum::serve(listener, app)
         .with_graceful_shutdown(dora_event::process::requested(shutdown))
         .await?;
     pool.close().await;

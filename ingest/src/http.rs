@@ -1,11 +1,14 @@
-//! The gateway's routes: `POST /events`, `GET /healthz`, `GET /readyz`.
+//! The gateway's routes: `POST /events`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use chrono::Utc;
 use dora_event::{validate, Event, Origin};
 use serde::Serialize;
@@ -16,6 +19,7 @@ use crate::auth::{Source, Tokens};
 use crate::body::{self, Body, BodyError};
 use crate::error::{Error, Result};
 use crate::idempotency;
+use crate::metrics::IngestMetrics;
 use crate::publish::Publisher;
 
 /// Most events in one request.
@@ -36,6 +40,8 @@ pub struct AppState {
     pub stream: String,
     /// Body limit in bytes.
     pub max_body_bytes: usize,
+    /// What `/metrics` shows.
+    pub metrics: IngestMetrics,
 }
 
 /// The `202` body.
@@ -55,18 +61,41 @@ pub fn app(state: AppState) -> Router {
         .route("/events", post(post_events))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.http.clone(),
+            dora_event::observe::track,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
+async fn metrics(State(state): State<AppState>) -> Response {
+    dora_event::observe::render(&state.metrics.registry)
+}
+
 async fn post_events(
     State(state): State<AppState>,
-    Source(source): Source,
+    source: Result<Source>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>)> {
-    require_json(&headers)?;
+    let answer = accept(&state, source, &headers, body).await;
+    if let Err(e) = &answer {
+        state.metrics.refused(e);
+    }
+    answer
+}
+
+async fn accept(
+    state: &AppState,
+    source: Result<Source>,
+    headers: &HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Accepted>)> {
+    let Source(source) = source?;
+    require_json(headers)?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Error::PayloadTooLarge(state.max_body_bytes)
@@ -76,14 +105,16 @@ async fn post_events(
     })?;
     let key = idempotency::key(&headers)?;
     let (events, fresh_ids) = parse(&body, &source, key.as_deref())?;
-    let duplicates = state
-        .publisher
-        .publish(&events, &source)
-        .await
-        .map_err(|e| match e {
-            Error::Unavailable(reason) => Error::Unavailable(unacknowledged(&reason, fresh_ids)),
-            other => other,
-        })?;
+    let started = Instant::now();
+    let published = state.publisher.publish(&events, &source).await;
+    state
+        .metrics
+        .published(started.elapsed().as_secs_f64(), published.is_ok());
+    let duplicates = published.map_err(|e| match e {
+        Error::Unavailable(reason) => Error::Unavailable(unacknowledged(&reason, fresh_ids)),
+        other => other,
+    })?;
+    state.metrics.accepted(events.len(), duplicates);
     tracing::info!(%source, accepted = events.len(), duplicates, "events accepted");
     Ok((
         StatusCode::ACCEPTED,
@@ -130,8 +161,8 @@ fn parse(body: &[u8], token: &str, key: Option<&str>) -> Result<(Vec<Event>, boo
     let (mut items, batch) = match body::parse(body, MAX_BATCH) {
         Ok(Body::One(one)) => (vec![one], false),
         Ok(Body::Many(items)) => (items, true),
-        Err(BodyError::Json(e)) => return Err(Error::BadRequest(format!("invalid JSON: {e}"))),
-        Err(BodyError::Count(e)) => return Err(Error::BadRequest(e)),
+        Err(BodyError::Json(e)) => return Err(Error::InvalidJson(format!("invalid JSON: {e}"))),
+        Err(BodyError::Count(e)) => return Err(Error::BatchSize(e)),
     };
     let fresh_ids = match key {
         Some(key) => {

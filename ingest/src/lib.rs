@@ -9,6 +9,7 @@
 //! - [`http`]: routes, body checks and validation of single events and batches.
 //! - [`idempotency`]: ids derived from the `Idempotency-Key` header, so a retried request is the same events.
 //! - [`publish`]: pipelined publishes with `Nats-Msg-Id` for deduplication.
+//! - [`metrics`]: the Prometheus series `/metrics` serves.
 
 pub mod auth;
 pub mod body;
@@ -16,6 +17,7 @@ pub mod config;
 mod error;
 pub mod http;
 pub mod idempotency;
+pub mod metrics;
 pub mod publish;
 
 use async_nats::jetstream;
@@ -47,6 +49,7 @@ pub async fn run(
         js,
         stream: config.stream.stream,
         max_body_bytes: config.max_body_bytes,
+        metrics: metrics::IngestMetrics::new(),
     };
     tracing::info!(addr = ?listener.local_addr().ok(), "ingest gateway listening");
     axum::serve(listener, http::app(state))

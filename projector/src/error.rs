@@ -45,6 +45,9 @@ pub enum Error {
         /// Why it could not be changed.
         reason: String,
     },
+    /// The HTTP server for health and metrics failed.
+    #[error("serving DORA_PROJECTOR_ADDR: {0}")]
+    Serve(std::io::Error),
     /// Another replay holds the replay lock.
     #[error("another replay of this store is running")]
     ReplayRunning,

@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         addr: listener.local_addr()?,
         slack_webhook_url: None,
         db_connections: 4,
+        log: Default::default(),
     };
     let api = tokio::spawn(dora_api::run(config, listener, rx));
     let client = reqwest::Client::new();

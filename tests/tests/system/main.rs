@@ -10,6 +10,7 @@ mod demo;
 mod emit;
 mod ingest;
 mod metrics;
+mod observe;
 mod projector;
 mod replay;
 mod trend;
