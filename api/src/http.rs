@@ -1,4 +1,4 @@
-//! The API's routes: `GET /dora`, `GET /healthz`, `GET /readyz`.
+//! The API's routes: `GET /dora`, `GET /alerts`, `GET /healthz`, `GET /readyz`.
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use tower_http::trace::TraceLayer;
 
+use crate::alerts;
 use crate::dora::{self, MetricsQuery, Report};
 use crate::error::{Error, Result};
 
@@ -17,12 +18,15 @@ use crate::error::{Error, Result};
 pub struct AppState {
     /// Read-only pool on the live store.
     pub pool: PgPool,
+    /// Writable pool on the alert schema (`dora_alerts`).
+    pub alerts: PgPool,
 }
 
 /// The API's router.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/dora", get(get_dora))
+        .route("/alerts", get(get_alerts))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .layer(TraceLayer::new_for_http())
@@ -37,6 +41,41 @@ async fn get_dora(
     let now = Utc::now().trunc_subsecs(0);
     let query = parse_query(query.as_deref().unwrap_or(""), now)?;
     Ok(Json(dora::compute(&state.pool, &query).await?))
+}
+
+/// The state of every scope that ever fired and the newest messages (`limit`, 1-1000,
+/// default 50).
+async fn get_alerts(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<(StatusCode, Json<Value>)> {
+    let mut limit = 50;
+    let mut seen = false;
+    for (name, value) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        match name.as_ref() {
+            "limit" if seen => return Err(bad("limit", "`limit` is given more than once")),
+            "limit" => {
+                limit = ranged(&name, &value, 1, 1000)?;
+                seen = true;
+            }
+            other => {
+                return Err(bad(
+                    other,
+                    format!("unknown parameter `{other}`; the parameter is limit"),
+                ))
+            }
+        }
+    }
+    match alerts::store::overview(&state.alerts, limit).await {
+        Ok(overview) => Ok((StatusCode::OK, Json(json!(overview)))),
+        Err(e) => {
+            tracing::warn!(error = %e, "GET /alerts: the alert state is unavailable");
+            Ok((
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": "the alert state is unavailable; see the dora-api log"})),
+            ))
+        }
+    }
 }
 
 /// Ready when the database answers and the store's schema is there.
