@@ -7,10 +7,21 @@
 //! ends an incident, were settled when those events arrived. No metric is stored.
 //! The queries run in one read-only, repeatable-read transaction, so the numbers of one
 //! answer come from one state of the log.
+//!
+//! Beside it: [`grouped`] (many windows, or every service, in one pass: the trend),
+//! [`failures`] (the failed attempts of a window and what failed each, the open
+//! incidents, the services), and [`levels`] (the performance-level table).
+
+pub mod failures;
+pub mod grouped;
+pub mod levels;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
+
+pub use grouped::compute_grouped;
+use levels::Level;
 
 /// What to measure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +81,8 @@ pub struct Report {
     pub change_failure_rate: ChangeFailureRate,
     /// Incident open-to-close time.
     pub time_to_restore: TimeToRestore,
+    /// The level table the metrics' `level`s come from (`"dora-2023"`).
+    pub levels: &'static str,
 }
 
 /// Deployment frequency.
@@ -79,6 +92,8 @@ pub struct DeploymentFrequency {
     pub deploys: i64,
     /// `deploys / days`, to 3 decimals.
     pub per_day: f64,
+    /// The performance level of `deploys / days`.
+    pub level: Option<Level>,
 }
 
 /// Lead time for changes.
@@ -88,6 +103,8 @@ pub struct LeadTime {
     pub median_seconds: Option<f64>,
     /// Successful deploys in the window that carry `commit_at`.
     pub samples: i64,
+    /// The performance level of the median; `null` without samples.
+    pub level: Option<Level>,
 }
 
 /// Change failure rate.
@@ -99,6 +116,8 @@ pub struct ChangeFailureRate {
     pub attempts: i64,
     /// `failed / attempts`, to 4 decimals; `null` without attempts.
     pub rate: Option<f64>,
+    /// The performance level of the rate; `null` without attempts.
+    pub level: Option<Level>,
 }
 
 /// Time to restore (failed deployment recovery time).
@@ -110,6 +129,8 @@ pub struct TimeToRestore {
     pub samples: i64,
     /// Incidents opened before the end and not closed by it.
     pub open_incidents: i64,
+    /// The performance level of the median; `null` without samples.
+    pub level: Option<Level>,
 }
 
 /// Deployment frequency, lead time and change failure rate share one row set, the
@@ -152,16 +173,25 @@ WHERE environment = $1
   AND (closed_at IS NULL OR closed_at >= $2)
 "#;
 
+/// A read-only, repeatable-read transaction: every query of one answer sees one state
+/// of the log.
+pub(crate) async fn snapshot(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 /// Computes the report for one query.
 pub async fn compute(pool: &PgPool, query: &MetricsQuery) -> Result<Report, sqlx::Error> {
     let window = query.window();
     let service = query.service.as_deref();
     let env = query.environment.as_str();
 
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = snapshot(pool).await?;
     let (deploys, lead_median, lead_samples, failed, attempts): (i64, Option<f64>, i64, i64, i64) =
         sqlx::query_as(DEPLOY_METRICS)
             .bind(env)
@@ -186,29 +216,75 @@ pub async fn compute(pool: &PgPool, query: &MetricsQuery) -> Result<Report, sqlx
         .await?;
     tx.commit().await?;
 
-    Ok(Report {
+    Ok(Report::assemble(
         window,
-        service: query.service.clone(),
-        environment: query.environment.clone(),
-        deployment_frequency: DeploymentFrequency {
+        query.service.clone(),
+        query.environment.clone(),
+        Counts {
             deploys,
-            per_day: round(deploys as f64 / f64::from(query.days), 3),
-        },
-        lead_time: LeadTime {
-            median_seconds: lead_median,
-            samples: lead_samples,
-        },
-        change_failure_rate: ChangeFailureRate {
+            lead_median,
+            lead_samples,
             failed,
             attempts,
-            rate: (attempts > 0).then(|| round(failed as f64 / attempts as f64, 4)),
-        },
-        time_to_restore: TimeToRestore {
-            median_seconds: restore_median,
-            samples: restore_samples,
+            restore_median,
+            restore_samples,
             open_incidents,
         },
-    })
+    ))
+}
+
+/// What the queries count for one window (and service); everything else in a report
+/// is derived from it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Counts {
+    pub deploys: i64,
+    pub lead_median: Option<f64>,
+    pub lead_samples: i64,
+    pub failed: i64,
+    pub attempts: i64,
+    pub restore_median: Option<f64>,
+    pub restore_samples: i64,
+    pub open_incidents: i64,
+}
+
+impl Report {
+    /// Rates, rounding and levels from the counts, in one place for every path.
+    pub(crate) fn assemble(
+        window: Window,
+        service: Option<String>,
+        environment: String,
+        c: Counts,
+    ) -> Report {
+        let table = levels::CURRENT;
+        Report {
+            window,
+            service,
+            environment,
+            deployment_frequency: DeploymentFrequency {
+                deploys: c.deploys,
+                per_day: round(c.deploys as f64 / f64::from(window.days), 3),
+                level: Some(table.deployment_frequency(c.deploys, window.days)),
+            },
+            lead_time: LeadTime {
+                median_seconds: c.lead_median,
+                samples: c.lead_samples,
+                level: table.lead_time(c.lead_median),
+            },
+            change_failure_rate: ChangeFailureRate {
+                failed: c.failed,
+                attempts: c.attempts,
+                rate: (c.attempts > 0).then(|| round(c.failed as f64 / c.attempts as f64, 4)),
+                level: table.change_failure_rate(c.failed, c.attempts),
+            },
+            time_to_restore: TimeToRestore {
+                median_seconds: c.restore_median,
+                samples: c.restore_samples,
+                open_incidents: c.open_incidents,
+                level: table.time_to_restore(c.restore_median),
+            },
+            levels: table.name,
+        }
+    }
 }
 
 fn round(x: f64, decimals: i32) -> f64 {

@@ -33,6 +33,9 @@ pub enum Error {
     /// The alert schema's migrations failed.
     #[error("migrating the alert schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A page template failed to render.
+    #[error("rendering a page: {0}")]
+    Render(#[from] askama::Error),
 }
 
 impl IntoResponse for Error {

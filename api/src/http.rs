@@ -1,17 +1,23 @@
-//! The API's routes: `GET /dora`, `GET /alerts`, `GET /healthz`, `GET /readyz`.
+//! The API's routes: `GET /dora`, `/dora/trend`, `/dora/failures`, `/dashboard` (and
+//! `/` to it), `/alerts`, `/healthz`, `/readyz`. Handlers parse and render; the SQL is in [`dora`].
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
+use axum::response::Redirect;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, SubsecRound, Utc};
+use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tower_http::trace::TraceLayer;
 
 use crate::alerts;
+use crate::dashboard;
+use crate::dora::failures::{self, Failures};
 use crate::dora::{self, MetricsQuery, Report};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::params;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -26,6 +32,10 @@ pub struct AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/dora", get(get_dora))
+        .route("/dora/trend", get(get_trend))
+        .route("/dora/failures", get(get_failures))
+        .route("/dashboard", get(dashboard::get_dashboard))
+        .route("/", get(|| async { Redirect::to("/dashboard") }))
         .route("/alerts", get(get_alerts))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
@@ -37,36 +47,55 @@ async fn get_dora(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Report>> {
-    // Whole seconds: the window's bounds are read by people.
-    let now = Utc::now().trunc_subsecs(0);
-    let query = parse_query(query.as_deref().unwrap_or(""), now)?;
+    let query = parse_query(query.as_deref().unwrap_or(""), now())?;
     Ok(Json(dora::compute(&state.pool, &query).await?))
 }
 
+/// The `/dora/trend` answer.
+#[derive(Debug, Serialize)]
+pub struct Trend {
+    /// Each window's length.
+    pub days: u32,
+    /// The service filter, `null` for all.
+    pub service: Option<String>,
+    /// The environment.
+    pub environment: String,
+    /// Consecutive reports, oldest first; the last is what `/dora` answers.
+    pub windows: Vec<Report>,
+}
+
+async fn get_trend(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Trend>> {
+    let p = params::parse(query.as_deref().unwrap_or(""), now(), params::TREND)?;
+    let windows = dora::compute_grouped(&state.pool, &p.query, p.windows, false).await?;
+    Ok(Json(Trend {
+        days: p.query.days,
+        service: p.query.service,
+        environment: p.query.environment,
+        windows,
+    }))
+}
+
+async fn get_failures(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Failures>> {
+    let p = params::parse(query.as_deref().unwrap_or(""), now(), params::FAILURES)?;
+    Ok(Json(
+        failures::failures(&state.pool, &p.query, p.limit).await?,
+    ))
+}
+
 /// The state of every scope that ever fired and the newest messages (`limit`, 1-1000,
-/// default 50).
+/// default 100).
 async fn get_alerts(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<(StatusCode, Json<Value>)> {
-    let mut limit = 50;
-    let mut seen = false;
-    for (name, value) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
-        match name.as_ref() {
-            "limit" if seen => return Err(bad("limit", "`limit` is given more than once")),
-            "limit" => {
-                limit = ranged(&name, &value, 1, 1000)?;
-                seen = true;
-            }
-            other => {
-                return Err(bad(
-                    other,
-                    format!("unknown parameter `{other}`; the parameter is limit"),
-                ))
-            }
-        }
-    }
-    match alerts::store::overview(&state.alerts, limit).await {
+    let p = params::parse(query.as_deref().unwrap_or(""), now(), &["limit"])?;
+    match alerts::store::overview(&state.alerts, p.limit).await {
         Ok(overview) => Ok((StatusCode::OK, Json(json!(overview)))),
         Err(e) => {
             tracing::warn!(error = %e, "GET /alerts: the alert state is unavailable");
@@ -76,6 +105,11 @@ async fn get_alerts(
             ))
         }
     }
+}
+
+/// The default `as_of`, in whole seconds: the windows' bounds are read by people.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(0)
 }
 
 /// Ready when the database answers and the store's schema is there.
@@ -98,68 +132,16 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     }
 }
 
-fn bad(param: &str, message: impl Into<String>) -> Error {
-    Error::BadParam {
-        param: param.to_owned(),
-        message: message.into(),
-    }
-}
-
 /// Parses `/dora`'s query string. Unknown and repeated parameters are refused: a typo
 /// such as `day=30` must not silently answer for the default 7 days.
 pub fn parse_query(raw: &str, now: DateTime<Utc>) -> Result<MetricsQuery> {
-    let mut query = MetricsQuery {
-        days: 7,
-        offset: 0,
-        as_of: now,
-        service: None,
-        environment: "prod".to_owned(),
-    };
-    let mut seen: Vec<String> = Vec::new();
-    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
-        if seen.iter().any(|s| *s == name) {
-            return Err(bad(&name, format!("`{name}` is given more than once")));
-        }
-        seen.push(name.to_string());
-        match name.as_ref() {
-            "days" => query.days = ranged(&name, &value, 1, 3650)?,
-            "offset" => query.offset = ranged(&name, &value, 0, 3650)?,
-            "as_of" => {
-                query.as_of = DateTime::parse_from_rfc3339(&value)
-                    .map_err(|e| bad("as_of", format!("`as_of` must be an RFC 3339 time such as 2026-03-16T00:00:00Z; `{value}`: {e}")))?
-                    .with_timezone(&Utc)
-            }
-            "service" => query.service = Some(token(&name, &value)?),
-            "environment" => query.environment = token(&name, &value)?,
-            other => {
-                return Err(bad(
-                    other,
-                    format!("unknown parameter `{other}`; the parameters are days, offset, as_of, service, environment"),
-                ))
-            }
-        }
-    }
-    Ok(query)
-}
-
-fn ranged(name: &str, value: &str, min: u32, max: u32) -> Result<u32> {
-    match value.parse::<u32>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(bad(
-            name,
-            format!("`{name}` must be a whole number from {min} to {max}; got `{value}`"),
-        )),
-    }
-}
-
-/// The event's own rule for `service` and `environment`.
-fn token(name: &str, value: &str) -> Result<String> {
-    dora_event::subject_token(name, value).map_err(|e| bad(name, e.message))
+    Ok(params::parse(raw, now, params::DORA)?.query)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     fn now() -> DateTime<Utc> {
         "2026-03-16T00:00:00Z".parse().unwrap()

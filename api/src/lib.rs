@@ -3,15 +3,21 @@
 //! # Layout
 //!
 //! - [`config`]: settings from flags or the environment.
+//! - [`dashboard`]: the `/dashboard` page, its template in `templates/`.
+//! - [`chart`]: trend charts as inline SVG.
 //! - [`dora`]: the metrics over one window, in SQL.
-//! - [`http`]: routes and query-parameter checks.
+//! - [`http`]: the routes.
+//! - [`params`]: query-parameter checks, strict, per route.
 //! - [`alerts`]: regression alerts to Slack, and their state.
 
 pub mod alerts;
+pub mod chart;
 pub mod config;
+pub mod dashboard;
 pub mod dora;
 mod error;
 pub mod http;
+pub mod params;
 
 use std::str::FromStr;
 use std::time::Duration;

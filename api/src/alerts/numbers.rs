@@ -1,97 +1,90 @@
 //! The numbers the rules read: for one environment, the current and the prior window
 //! of every service with attempts in the current window, and of all services together.
+//!
+//! They come from [`dora::compute_grouped`], the same code as `/dora/trend` (two
+//! windows, one pass over their facts grouped by window and service), so an alert's
+//! numbers are those the dashboard and `/dora` show for the same windows.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::rules::{ScopeNumbers, WindowNumbers};
-
-/// Both windows, every service and all services together, in one pass over the
-/// attempts of the two windows (`deploy_facts_window` range scan): grouping sets give
-/// the per-service rows and the all-services rows from the same scan. The service is
-/// `NULL` on the all-services rows (it is never `NULL` in the table).
-const BOTH_WINDOWS: &str = r#"
-SELECT
-    service,
-    occurred_at >= $3                                                 AS is_current,
-    count(*)                                                          AS attempts,
-    count(*) FILTER (WHERE failed_at <= $5)                           AS failed,
-    percentile_cont(0.5) WITHIN GROUP (ORDER BY lead_seconds)
-        FILTER (WHERE succeeded)                                      AS lead_median,
-    count(lead_seconds) FILTER (WHERE succeeded)                      AS lead_samples
-FROM deploy_facts
-WHERE environment = $1
-  AND occurred_at >= $2 AND occurred_at < $4
-GROUP BY GROUPING SETS ((service, occurred_at >= $3), (occurred_at >= $3))
-"#;
-
-type Row = (Option<String>, bool, i64, i64, Option<f64>, i64);
+use crate::dora::{self, MetricsQuery, Report, Window};
 
 /// The scopes of `environment` at `now`: windows of `days` days ending at `now` and
 /// `days` before it, failures as known at `now` (as `/dora` with `as_of = now` and
-/// `offset` 0 and `days`). All services together come first; the services follow in
-/// name order, only those with attempts in the current window.
+/// `offset` 0 and `days`). All services together come first, then the services with
+/// attempts in the current window, in name order.
 pub async fn scopes(
     store: &PgPool,
     environment: &str,
     days: u32,
     now: DateTime<Utc>,
 ) -> Result<Vec<ScopeNumbers>, sqlx::Error> {
-    let length = TimeDelta::days(i64::from(days));
-    let (prior_start, middle) = (now - length - length, now - length);
-    let rows: Vec<Row> = sqlx::query_as(BOTH_WINDOWS)
-        .bind(environment)
-        .bind(prior_start)
-        .bind(middle)
-        .bind(now)
-        .bind(now)
-        .fetch_all(store)
-        .await?;
-    let empty = |start, end| WindowNumbers {
-        start,
-        end,
+    let query = MetricsQuery {
+        days,
+        offset: 0,
+        as_of: now,
+        service: None,
+        environment: environment.to_owned(),
+    };
+    let (prior_window, current_window) = (
+        MetricsQuery {
+            offset: days,
+            ..query.clone()
+        }
+        .window(),
+        query.window(),
+    );
+    let (all, by_service) = tokio::try_join!(
+        dora::compute_grouped(store, &query, 2, false),
+        dora::compute_grouped(store, &query, 2, true),
+    )?;
+    let pick = |reports: &[Report], service: Option<&str>, window: &Window| {
+        reports
+            .iter()
+            .find(|r| r.window == *window && r.service.as_deref() == service)
+            .map_or_else(|| empty(window), numbers)
+    };
+    let mut out = vec![ScopeNumbers {
+        environment: environment.to_owned(),
+        service: None,
+        prior: pick(&all, None, &prior_window),
+        current: pick(&all, None, &current_window),
+    }];
+    // compute_grouped orders by window, then service: the current window's services
+    // come in name order. A service with only incidents in the window has no attempts.
+    for report in &by_service {
+        if report.window == current_window && report.change_failure_rate.attempts > 0 {
+            out.push(ScopeNumbers {
+                environment: environment.to_owned(),
+                service: report.service.clone(),
+                prior: pick(&by_service, report.service.as_deref(), &prior_window),
+                current: numbers(report),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn numbers(r: &Report) -> WindowNumbers {
+    WindowNumbers {
+        start: r.window.start,
+        end: r.window.end,
+        attempts: r.change_failure_rate.attempts,
+        failed: r.change_failure_rate.failed,
+        lead_median_seconds: r.lead_time.median_seconds,
+        lead_samples: r.lead_time.samples,
+    }
+}
+
+fn empty(w: &Window) -> WindowNumbers {
+    WindowNumbers {
+        start: w.start,
+        end: w.end,
         attempts: 0,
         failed: 0,
         lead_median_seconds: None,
         lead_samples: 0,
-    };
-    let mut out: Vec<ScopeNumbers> = vec![ScopeNumbers {
-        environment: environment.to_owned(),
-        service: None,
-        prior: empty(prior_start, middle),
-        current: empty(middle, now),
-    }];
-    // Current rows first, so a service's scope exists before its prior row arrives.
-    let mut rows = rows;
-    rows.sort_by(|a, b| (!a.1, &a.0).cmp(&(!b.1, &b.0)));
-    for (service, is_current, attempts, failed, lead_median, lead_samples) in rows {
-        let numbers = WindowNumbers {
-            attempts,
-            failed,
-            lead_median_seconds: lead_median,
-            lead_samples,
-            ..if is_current {
-                empty(middle, now)
-            } else {
-                empty(prior_start, middle)
-            }
-        };
-        let index = match &service {
-            None => Some(0),
-            Some(_) => out.iter().position(|s| s.service == service),
-        };
-        match (index, is_current) {
-            (Some(i), true) => out[i].current = numbers,
-            (Some(i), false) => out[i].prior = numbers,
-            (None, true) => out.push(ScopeNumbers {
-                environment: environment.to_owned(),
-                service,
-                prior: empty(prior_start, middle),
-                current: numbers,
-            }),
-            // A service with attempts only in the prior window is not watched.
-            (None, false) => {}
-        }
     }
-    Ok(out)
 }

@@ -26,10 +26,11 @@ async fn get_dora_answers_the_contract_json() {
             "window": {"start": "2026-03-09T00:00:00Z", "end": "2026-03-16T00:00:00Z", "days": 7, "offset": 0},
             "service": null,
             "environment": "prod",
-            "deployment_frequency": {"deploys": 1, "per_day": 0.143},
-            "lead_time": {"median_seconds": 7200.0, "samples": 1},
-            "change_failure_rate": {"failed": 2, "attempts": 2, "rate": 1.0},
-            "time_to_restore": {"median_seconds": 5400.0, "samples": 1, "open_incidents": 0}
+            "deployment_frequency": {"deploys": 1, "per_day": 0.143, "level": "high"},
+            "lead_time": {"median_seconds": 7200.0, "samples": 1, "level": "elite"},
+            "change_failure_rate": {"failed": 2, "attempts": 2, "rate": 1.0, "level": "low"},
+            "time_to_restore": {"median_seconds": 5400.0, "samples": 1, "open_incidents": 0, "level": "high"},
+            "levels": "dora-2023"
         })
     );
 

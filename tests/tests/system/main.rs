@@ -6,7 +6,9 @@
 
 mod alerts;
 mod api;
+mod dashboard;
 mod ingest;
 mod metrics;
 mod projector;
 mod replay;
+mod trend;

@@ -386,7 +386,7 @@ async fn medians_of_odd_and_even_counts_and_empty_windows() {
     env.cleanup().await;
 }
 
-fn random_log(rng: &mut Rng, n: usize) -> Vec<Value> {
+pub(crate) fn random_log(rng: &mut Rng, n: usize) -> Vec<Value> {
     let base = t("2026-02-01T00:00:00Z");
     (0..n)
         .map(|i| {

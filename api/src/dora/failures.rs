@@ -1,0 +1,218 @@
+//! What went wrong in a window (CONTRACT.md section 5.2), and the lists the dashboard
+//! shows beside the numbers: the open incidents and the services that have events.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+use super::{MetricsQuery, Window};
+
+/// The `/dora/failures` answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Failures {
+    /// The window listed.
+    pub window: Window,
+    /// The service filter, `null` for all.
+    pub service: Option<String>,
+    /// The environment.
+    pub environment: String,
+    /// All failed attempts of the window; equals `change_failure_rate.failed`.
+    pub total: i64,
+    /// The newest `limit` of them, newest first.
+    pub failures: Vec<Failure>,
+}
+
+/// One failed deploy attempt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Failure {
+    /// The deploy event's id.
+    pub deploy_id: String,
+    /// Its service.
+    pub service: String,
+    /// The sha it shipped.
+    pub git_sha: String,
+    /// When it was attempted.
+    pub occurred_at: DateTime<Utc>,
+    /// The event that failed it: itself (a failed attempt), a rollback or an incident.
+    pub failed_by: FailedBy,
+}
+
+/// The event that failed an attempt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedBy {
+    /// Its id.
+    pub id: String,
+    /// `deploy`, `rollback` or `incident_opened`.
+    pub kind: String,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// The rows `change_failure_rate.failed` counts (the same filter), with the event in
+/// `failed_by`: the earliest that failed the attempt, so its time is `failed_at`.
+const FAILED_ATTEMPTS: &str = r#"
+SELECT d.event_id, d.service, d.git_sha, d.occurred_at,
+       m.id AS failed_by, m.kind AS failed_by_kind, m.occurred_at AS failed_by_at,
+       count(*) OVER () AS total
+FROM deploy_facts d
+JOIN events m ON m.id = d.failed_by
+WHERE d.environment = $1
+  AND ($5::text IS NULL OR d.service = $5)
+  AND d.occurred_at >= $2 AND d.occurred_at < $3
+  AND d.failed_at <= $4
+ORDER BY d.occurred_at DESC, d.stream_seq DESC
+LIMIT $6
+"#;
+
+/// The total when `LIMIT` cut every row (an empty page carries no `count(*) OVER ()`).
+const FAILED_COUNT: &str = r#"
+SELECT count(*)
+FROM deploy_facts
+WHERE environment = $1
+  AND ($5::text IS NULL OR service = $5)
+  AND occurred_at >= $2 AND occurred_at < $3
+  AND failed_at <= $4
+"#;
+
+#[derive(sqlx::FromRow)]
+struct FailureRow {
+    event_id: String,
+    service: String,
+    git_sha: String,
+    occurred_at: DateTime<Utc>,
+    failed_by: String,
+    failed_by_kind: String,
+    failed_by_at: DateTime<Utc>,
+    total: i64,
+}
+
+/// The failed attempts of the query's window, newest first, at most `limit`.
+pub async fn failures(
+    pool: &PgPool,
+    query: &MetricsQuery,
+    limit: u32,
+) -> Result<Failures, sqlx::Error> {
+    let window = query.window();
+    let service = query.service.as_deref();
+    let env = query.environment.as_str();
+    let mut tx = super::snapshot(pool).await?;
+    let rows: Vec<FailureRow> = sqlx::query_as(FAILED_ATTEMPTS)
+        .bind(env)
+        .bind(window.start)
+        .bind(window.end)
+        .bind(query.as_of)
+        .bind(service)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+    // limit >= 1, so no rows means no failures; the count is only needed to be sure.
+    let total = match rows.first() {
+        Some(row) => row.total,
+        None => {
+            sqlx::query_scalar(FAILED_COUNT)
+                .bind(env)
+                .bind(window.start)
+                .bind(window.end)
+                .bind(query.as_of)
+                .bind(service)
+                .fetch_one(&mut *tx)
+                .await?
+        }
+    };
+    tx.commit().await?;
+    Ok(Failures {
+        window,
+        service: query.service.clone(),
+        environment: query.environment.clone(),
+        total,
+        failures: rows
+            .into_iter()
+            .map(|r| Failure {
+                deploy_id: r.event_id,
+                service: r.service,
+                git_sha: r.git_sha,
+                occurred_at: r.occurred_at,
+                failed_by: FailedBy {
+                    id: r.failed_by,
+                    kind: r.failed_by_kind,
+                    occurred_at: r.failed_by_at,
+                },
+            })
+            .collect(),
+    })
+}
+
+/// An incident open at a given instant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpenIncident {
+    /// The pager's reference, as sent (any printable text).
+    pub ref_id: String,
+    /// The service of its `incident_opened`.
+    pub service: String,
+    /// When it opened.
+    pub opened_at: DateTime<Utc>,
+}
+
+/// Incidents opened before `$2` and not closed by it: the ones `open_incidents`
+/// counts, longest open first.
+const OPEN_INCIDENTS: &str = r#"
+SELECT ref_id, service, opened_at
+FROM incident_facts
+WHERE environment = $1
+  AND ($3::text IS NULL OR service = $3)
+  AND opened_at < $2
+  AND (closed_at IS NULL OR closed_at >= $2)
+ORDER BY opened_at, ref_id
+LIMIT $4
+"#;
+
+/// The incidents open at the end of the query's window (at most `limit`).
+pub async fn open_incidents(
+    pool: &PgPool,
+    query: &MetricsQuery,
+    limit: u32,
+) -> Result<Vec<OpenIncident>, sqlx::Error> {
+    let rows: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(OPEN_INCIDENTS)
+        .bind(&query.environment)
+        .bind(query.window().end)
+        .bind(query.service.as_deref())
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(ref_id, service, opened_at)| OpenIncident {
+            ref_id,
+            service,
+            opened_at,
+        })
+        .collect())
+}
+
+/// Every service with a deploy attempt or an incident in `environment`, by name. The
+/// deploys are read by a skip scan (one index probe per service, on
+/// `deploy_facts_service_window`) rather than a distinct over every attempt; incidents
+/// are far fewer than deploys.
+const SERVICES: &str = r#"
+WITH RECURSIVE deployed AS (
+    (SELECT service FROM deploy_facts WHERE environment = $1 ORDER BY service LIMIT 1)
+    UNION ALL
+    SELECT (SELECT d.service FROM deploy_facts d
+            WHERE d.environment = $1 AND d.service > deployed.service
+            ORDER BY d.service LIMIT 1)
+    FROM deployed
+    WHERE deployed.service IS NOT NULL
+)
+SELECT service FROM deployed WHERE service IS NOT NULL
+UNION
+SELECT service FROM incident_facts WHERE environment = $1
+ORDER BY 1
+"#;
+
+/// The services that have events in `environment`.
+pub async fn services(pool: &PgPool, environment: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(SERVICES)
+        .bind(environment)
+        .fetch_all(pool)
+        .await
+}

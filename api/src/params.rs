@@ -1,0 +1,193 @@
+//! Query-string parsing for every metrics route. Strict: unknown and repeated
+//! parameters are refused, and each route names the parameters it takes, so a typo
+//! such as `day=30` never silently answers for the default 7 days.
+
+use chrono::{DateTime, Utc};
+
+use crate::dora::MetricsQuery;
+use crate::error::{Error, Result};
+
+/// The parameters of `/dora`.
+pub const DORA: &[&str] = &["days", "offset", "as_of", "service", "environment"];
+/// The parameters of `/dora/trend`.
+pub const TREND: &[&str] = &[
+    "days",
+    "offset",
+    "as_of",
+    "service",
+    "environment",
+    "windows",
+];
+/// The parameters of `/dora/failures`.
+pub const FAILURES: &[&str] = &["days", "offset", "as_of", "service", "environment", "limit"];
+/// The parameters of `/dashboard`: the page always shows the current window and the
+/// one before it, so it takes no `offset`.
+pub const DASHBOARD: &[&str] = &["days", "as_of", "service", "environment"];
+
+/// A parsed query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Params {
+    /// The window and scope.
+    pub query: MetricsQuery,
+    /// `windows` (1-104, default 12), for the trend.
+    pub windows: u32,
+    /// `limit` (1-1000, default 100), for the failures.
+    pub limit: u32,
+}
+
+/// Default number of trend windows.
+pub const DEFAULT_WINDOWS: u32 = 12;
+/// Default number of failures listed.
+pub const DEFAULT_LIMIT: u32 = 100;
+
+pub(crate) fn bad(param: &str, message: impl Into<String>) -> Error {
+    Error::BadParam {
+        param: param.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Parses `raw` for a route taking the parameters `accepted`; `now` is the default
+/// `as_of`.
+pub fn parse(raw: &str, now: DateTime<Utc>, accepted: &[&str]) -> Result<Params> {
+    parse_pairs(form_urlencoded::parse(raw.as_bytes()), now, accepted)
+}
+
+/// [`parse`] for the dashboard's form: its service drop-down sends `service=` for
+/// "all services", which is read as no `service`.
+pub fn parse_form(raw: &str, now: DateTime<Utc>, accepted: &[&str]) -> Result<Params> {
+    parse_pairs(
+        form_urlencoded::parse(raw.as_bytes())
+            .filter(|(name, value)| !(name == "service" && value.is_empty())),
+        now,
+        accepted,
+    )
+}
+
+fn parse_pairs<'a>(
+    pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
+    now: DateTime<Utc>,
+    accepted: &[&str],
+) -> Result<Params> {
+    let mut params = Params {
+        query: MetricsQuery {
+            days: 7,
+            offset: 0,
+            as_of: now,
+            service: None,
+            environment: "prod".to_owned(),
+        },
+        windows: DEFAULT_WINDOWS,
+        limit: DEFAULT_LIMIT,
+    };
+    let query = &mut params.query;
+    let mut seen: Vec<String> = Vec::new();
+    for (name, value) in pairs {
+        if !accepted.contains(&name.as_ref()) {
+            return Err(bad(
+                &name,
+                format!(
+                    "unknown parameter `{name}`; the parameters are {}",
+                    accepted.join(", ")
+                ),
+            ));
+        }
+        if seen.iter().any(|s| *s == name) {
+            return Err(bad(&name, format!("`{name}` is given more than once")));
+        }
+        seen.push(name.to_string());
+        match name.as_ref() {
+            "days" => query.days = ranged(&name, &value, 1, 3650)?,
+            "offset" => query.offset = ranged(&name, &value, 0, 3650)?,
+            "as_of" => {
+                query.as_of = DateTime::parse_from_rfc3339(&value)
+                    .map_err(|e| bad("as_of", format!("`as_of` must be an RFC 3339 time such as 2026-03-16T00:00:00Z; `{value}`: {e}")))?
+                    .with_timezone(&Utc)
+            }
+            "service" => query.service = Some(token(&name, &value)?),
+            "environment" => query.environment = token(&name, &value)?,
+            "windows" => params.windows = ranged(&name, &value, 1, 104)?,
+            "limit" => params.limit = ranged(&name, &value, 1, 1000)?,
+            other => unreachable!("`{other}` is accepted but not parsed"),
+        }
+    }
+    Ok(params)
+}
+
+fn ranged(name: &str, value: &str, min: u32, max: u32) -> Result<u32> {
+    match value.parse::<u32>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(bad(
+            name,
+            format!("`{name}` must be a whole number from {min} to {max}; got `{value}`"),
+        )),
+    }
+}
+
+/// The event's own rule for `service` and `environment`.
+fn token(name: &str, value: &str) -> Result<String> {
+    dora_event::subject_token(name, value).map_err(|e| bad(name, e.message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        "2026-03-16T00:00:00Z".parse().unwrap()
+    }
+
+    fn param_of(raw: &str, accepted: &[&str]) -> String {
+        match parse(raw, now(), accepted) {
+            Err(Error::BadParam { param, .. }) => param,
+            other => panic!("{raw}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn route_parameters() {
+        let p = parse("windows=104&days=30", now(), TREND).unwrap();
+        assert_eq!((p.windows, p.query.days, p.limit), (104, 30, DEFAULT_LIMIT));
+        let p = parse("limit=1", now(), FAILURES).unwrap();
+        assert_eq!((p.windows, p.limit), (DEFAULT_WINDOWS, 1));
+        for (raw, accepted, param) in [
+            ("windows=0", TREND, "windows"),
+            ("windows=105", TREND, "windows"),
+            ("windows=12&windows=12", TREND, "windows"),
+            ("limit=0", FAILURES, "limit"),
+            ("limit=1001", FAILURES, "limit"),
+            ("windows=3", DORA, "windows"),
+            ("windows=3", FAILURES, "windows"),
+            ("limit=3", TREND, "limit"),
+            ("offset=7", DASHBOARD, "offset"),
+            ("window=3", TREND, "window"),
+        ] {
+            assert_eq!(param_of(raw, accepted), param, "{raw}");
+        }
+    }
+
+    #[test]
+    fn the_form_sends_an_empty_service_for_all() {
+        assert_eq!(
+            parse_form("service=&days=7", now(), DASHBOARD)
+                .unwrap()
+                .query
+                .service,
+            None
+        );
+        assert_eq!(param_of("service=", DORA), "service");
+    }
+
+    #[test]
+    fn unknown_parameters_list_the_accepted_ones() {
+        match parse("offset=1", now(), DASHBOARD) {
+            Err(Error::BadParam { message, .. }) => {
+                assert!(
+                    message.contains("days, as_of, service, environment"),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
