@@ -7,6 +7,7 @@
 
 pub mod emit;
 pub mod naive;
+pub mod slack;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -180,9 +181,9 @@ impl TestEnv {
                 url: self.database_url.clone(),
             },
             addr: "127.0.0.1:0".parse().expect("addr"),
-            slack_webhook_url: None,
             db_connections: 4,
             log: Default::default(),
+            alerts: dora_api::alerts::AlertSettings::default(),
         }
     }
 
@@ -233,7 +234,11 @@ impl TestEnv {
 
     /// Starts the API on port 0.
     pub async fn spawn_api(&self) -> Running {
-        let config = self.api_config();
+        self.spawn_api_with(self.api_config()).await
+    }
+
+    /// Starts the API on port 0 with this config.
+    pub async fn spawn_api_with(&self, config: dora_api::Config) -> Running {
         spawn_http(|listener, rx| async move { Ok(dora_api::run(config, listener, rx).await?) })
             .await
     }

@@ -78,9 +78,9 @@ async fn main() -> anyhow::Result<()> {
             url: database_url.clone(),
         },
         addr: listener.local_addr()?,
-        slack_webhook_url: None,
         db_connections: 4,
         log: Default::default(),
+        alerts: dora_api::alerts::AlertSettings::default(),
     };
     let api = tokio::spawn(dora_api::run(config, listener, rx));
     let client = reqwest::Client::new();
