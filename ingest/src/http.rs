@@ -103,7 +103,7 @@ async fn accept(
             Error::BadRequest(format!("could not read the body: {rejection}"))
         }
     })?;
-    let key = idempotency::key(&headers)?;
+    let key = idempotency::key(headers)?;
     let (events, fresh_ids) = parse(&body, &source, key.as_deref())?;
     let started = Instant::now();
     let published = state.publisher.publish(&events, &source).await;
