@@ -18,7 +18,7 @@ demo=false
 for arg in "$@"; do
     case "$arg" in
         --demo) demo=true ;;
-        -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run: unknown argument '$arg' (try --demo or --help)" >&2; exit 2 ;;
     esac
 done
@@ -74,7 +74,7 @@ http_ok() {
         curl -fsS -o /dev/null --max-time 2 "http://$host:$port$path" 2>/dev/null
         return
     fi
-    exec 3<>"/dev/tcp/$host/$port" 2>/dev/null || return 1
+    { exec 3<>"/dev/tcp/$host/$port"; } 2>/dev/null || return 1
     printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$host" >&3
     read -r -t 2 _ status _ <&3 || true
     exec 3<&-
@@ -97,7 +97,9 @@ wait_ready dora-ingest "$ingest_addr" "$ingest_pid"
 wait_ready dora-api "$api_addr" "$api_pid"
 # A projector that serves /readyz says so in its --help; an older one shows it is ready
 # through the API's /readyz, which waits for the schema the projector migrates.
-if "$bin/dora-projector" --help 2>/dev/null | grep -q DORA_PROJECTOR_ADDR; then
+# (Read whole first: with pipefail, grep -q closing the pipe early could fail the test.)
+projector_help=$("$bin/dora-projector" --help 2>/dev/null || true)
+if grep -q DORA_PROJECTOR_ADDR <<< "$projector_help"; then
     wait_ready dora-projector "$projector_addr" "$projector_pid"
 fi
 
