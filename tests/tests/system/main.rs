@@ -6,6 +6,7 @@
 
 mod api;
 mod emit;
+mod emit_ci_files;
 mod ingest;
 mod metrics;
 mod projector;
