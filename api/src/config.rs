@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use clap::Parser;
 use dora_event::settings::{DatabaseSettings, LogSettings};
 
+use crate::alerts::AlertSettings;
+
 /// dora-api: the four DORA metrics, computed from the event log on every request.
 #[derive(Clone, Parser)]
 #[command(name = "dora-api", version)]
@@ -21,14 +23,6 @@ pub struct Config {
         default_value = "127.0.0.1:8080"
     )]
     pub addr: SocketAddr,
-    /// Slack incoming-webhook URL for alerts; without it alerts are only logged.
-    #[arg(
-        long,
-        env = "DORA_SLACK_WEBHOOK_URL",
-        value_name = "DORA_SLACK_WEBHOOK_URL",
-        hide_env_values = true
-    )]
-    pub slack_webhook_url: Option<String>,
     /// Most database connections the API holds.
     #[arg(
         long,
@@ -37,6 +31,9 @@ pub struct Config {
         default_value_t = 8
     )]
     pub db_connections: u32,
+    /// Regression alerts: when to check, what counts, where to send.
+    #[command(flatten)]
+    pub alerts: AlertSettings,
     /// How the API logs.
     #[command(flatten)]
     pub log: LogSettings,
@@ -47,11 +44,8 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("database", &self.database)
             .field("addr", &self.addr)
-            .field(
-                "slack_webhook_url",
-                &self.slack_webhook_url.as_ref().map(|_| "***"),
-            )
             .field("db_connections", &self.db_connections)
+            .field("alerts", &self.alerts)
             .field("log", &self.log)
             .finish()
     }

@@ -22,6 +22,17 @@ pub enum Error {
     /// Serving failed.
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
+    /// A setting is malformed (named; a secret's value is never shown).
+    #[error("{name}: {message}")]
+    Setting {
+        /// The environment variable.
+        name: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The alert schema's migrations failed.
+    #[error("migrating the alert schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
     /// A page template failed to render.
     #[error("rendering a page: {0}")]
     Render(#[from] askama::Error),

@@ -1,5 +1,5 @@
 //! The API's routes: `GET /dora`, `/dora/trend`, `/dora/failures`, `/dashboard` (and
-//! `/` to it), `/healthz`, `/readyz`. Handlers parse and render; the SQL is in [`dora`].
+//! `/` to it), `/alerts`, `/healthz`, `/readyz`. Handlers parse and render; the SQL is in [`dora`].
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use tower_http::trace::TraceLayer;
 
+use crate::alerts;
 use crate::dashboard;
 use crate::dora::failures::{self, Failures};
 use crate::dora::{self, MetricsQuery, Report};
@@ -23,6 +24,8 @@ use crate::params;
 pub struct AppState {
     /// Read-only pool on the live store.
     pub pool: PgPool,
+    /// Writable pool on the alert schema (`dora_alerts`).
+    pub alerts: PgPool,
 }
 
 /// The API's router.
@@ -33,6 +36,7 @@ pub fn app(state: AppState) -> Router {
         .route("/dora/failures", get(get_failures))
         .route("/dashboard", get(dashboard::get_dashboard))
         .route("/", get(|| async { Redirect::to("/dashboard") }))
+        .route("/alerts", get(get_alerts))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .layer(TraceLayer::new_for_http())
@@ -82,6 +86,25 @@ async fn get_failures(
     Ok(Json(
         failures::failures(&state.pool, &p.query, p.limit).await?,
     ))
+}
+
+/// The state of every scope that ever fired and the newest messages (`limit`, 1-1000,
+/// default 100).
+async fn get_alerts(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<(StatusCode, Json<Value>)> {
+    let p = params::parse(query.as_deref().unwrap_or(""), now(), &["limit"])?;
+    match alerts::store::overview(&state.alerts, p.limit).await {
+        Ok(overview) => Ok((StatusCode::OK, Json(json!(overview)))),
+        Err(e) => {
+            tracing::warn!(error = %e, "GET /alerts: the alert state is unavailable");
+            Ok((
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": "the alert state is unavailable; see the dora-api log"})),
+            ))
+        }
+    }
 }
 
 /// The default `as_of`, in whole seconds: the windows' bounds are read by people.

@@ -8,8 +8,10 @@
 //! - [`dora`]: the metrics over one window, in SQL.
 //! - [`http`]: the routes.
 //! - [`params`]: query-parameter checks, strict, per route.
+//! - [`alerts`]: regression alerts to Slack, and their state.
 //! - [`metrics`]: `GET /metrics`: request latency by route and the DORA gauges.
 
+pub mod alerts;
 pub mod chart;
 pub mod config;
 pub mod dashboard;
@@ -55,16 +57,45 @@ pub async fn run(
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let pool = connect(&config.database.url, config.db_connections)?;
-    if config.slack_webhook_url.is_none() {
-        tracing::info!("DORA_SLACK_WEBHOOK_URL not set: alerts would only be logged");
+    // Settings first: a malformed one stops the process before it serves anything.
+    let slack = alerts::Slack::new(config.alerts.webhook()?)?;
+    if !slack.has_webhook() {
+        tracing::info!("DORA_SLACK_WEBHOOK_URL not set: alerts are only logged");
     }
+    let mut alert_settings = config.alerts.clone();
+    if alert_settings.public_url.is_none() {
+        let base = format!("http://{}", listener.local_addr()?);
+        alert_settings.public_url = Some(base.parse().map_err(|e| Error::Setting {
+            name: "DORA_PUBLIC_URL",
+            message: format!("the default from DORA_API_ADDR, {base}, is not a URL: {e}"),
+        })?);
+    }
+    let pool = connect(&config.database.url, config.db_connections)?;
+    let pools = alerts::Pools {
+        store: pool.clone(),
+        alerts: alerts::store::connect(&config.database.url, 2)?,
+    };
+    let metrics = metrics::ApiMetrics::new(pool.clone());
+    let checker = tokio::spawn(alerts::run(
+        pools.clone(),
+        alert_settings,
+        slack,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     tracing::info!(addr = ?listener.local_addr().ok(), "dora api listening");
-    let app = metrics::ApiMetrics::new(pool.clone())
-        .instrument(http::app(http::AppState { pool: pool.clone() }));
-    axum::serve(listener, app)
+    let state = http::AppState {
+        pool: pool.clone(),
+        alerts: pools.alerts.clone(),
+    };
+    let app = metrics.instrument(http::app(state));
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(dora_event::process::requested(shutdown))
-        .await?;
+        .await;
+    // The loop sees the same shutdown; an undelivered message waits in the outbox.
+    let _ = checker.await;
+    pools.alerts.close().await;
     pool.close().await;
+    served?;
     Ok(())
 }

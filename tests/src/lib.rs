@@ -6,6 +6,7 @@
 //! `DORA_TEST_NATS_URL` (default `nats://127.0.0.1:4222`). Logs only with `TEST_LOG=1`.
 
 pub mod naive;
+pub mod slack;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -174,8 +175,8 @@ impl TestEnv {
                 url: self.database_url.clone(),
             },
             addr: "127.0.0.1:0".parse().expect("addr"),
-            slack_webhook_url: None,
             db_connections: 4,
+            alerts: dora_api::alerts::AlertSettings::default(),
             log: Default::default(),
         }
     }
@@ -196,7 +197,11 @@ impl TestEnv {
 
     /// Starts the API on port 0.
     pub async fn spawn_api(&self) -> Running {
-        let config = self.api_config();
+        self.spawn_api_with(self.api_config()).await
+    }
+
+    /// Starts the API on port 0 with this config.
+    pub async fn spawn_api_with(&self, config: dora_api::Config) -> Running {
         spawn_http(|listener, rx| async move { Ok(dora_api::run(config, listener, rx).await?) })
             .await
     }

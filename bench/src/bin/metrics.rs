@@ -75,8 +75,8 @@ async fn main() -> anyhow::Result<()> {
             url: database_url.clone(),
         },
         addr: listener.local_addr()?,
-        slack_webhook_url: None,
         db_connections: 4,
+        alerts: dora_api::alerts::AlertSettings::default(),
         log: Default::default(),
     };
     let api = tokio::spawn(dora_api::run(config, listener, rx));

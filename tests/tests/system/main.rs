@@ -4,6 +4,7 @@
 // A panic in a test helper is a failed assertion with a line number.
 #![allow(clippy::unwrap_used)]
 
+mod alerts;
 mod api;
 mod dashboard;
 mod ingest;
