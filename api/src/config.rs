@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use clap::Parser;
-use dora_event::settings::DatabaseSettings;
+use dora_event::settings::{DatabaseSettings, LogSettings};
 
 use crate::alerts::AlertSettings;
 
@@ -34,6 +34,9 @@ pub struct Config {
     /// Regression alerts: when to check, what counts, where to send.
     #[command(flatten)]
     pub alerts: AlertSettings,
+    /// How the API logs.
+    #[command(flatten)]
+    pub log: LogSettings,
 }
 
 impl fmt::Debug for Config {
@@ -43,6 +46,7 @@ impl fmt::Debug for Config {
             .field("addr", &self.addr)
             .field("db_connections", &self.db_connections)
             .field("alerts", &self.alerts)
+            .field("log", &self.log)
             .finish()
     }
 }

@@ -9,6 +9,7 @@
 //! - [`http`]: the routes.
 //! - [`params`]: query-parameter checks, strict, per route.
 //! - [`alerts`]: regression alerts to Slack, and their state.
+//! - [`metrics`]: `GET /metrics`: request latency by route and the DORA gauges.
 
 pub mod alerts;
 pub mod chart;
@@ -17,6 +18,7 @@ pub mod dashboard;
 pub mod dora;
 mod error;
 pub mod http;
+pub mod metrics;
 pub mod params;
 
 use std::str::FromStr;
@@ -73,10 +75,12 @@ pub async fn run(
         store: pool.clone(),
         alerts: alerts::store::connect(&config.database.url, 2)?,
     };
+    let metrics = metrics::ApiMetrics::new(pool.clone());
     let checker = tokio::spawn(alerts::run(
         pools.clone(),
         alert_settings,
         slack,
+        metrics.clone(),
         shutdown.clone(),
     ));
     tracing::info!(addr = ?listener.local_addr().ok(), "dora api listening");
@@ -84,7 +88,8 @@ pub async fn run(
         pool: pool.clone(),
         alerts: pools.alerts.clone(),
     };
-    let served = axum::serve(listener, http::app(state))
+    let app = metrics.instrument(http::app(state));
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(dora_event::process::requested(shutdown))
         .await;
     // The loop sees the same shutdown; an undelivered message waits in the outbox.

@@ -10,6 +10,7 @@
 //! - [`stream`]: the JetStream stream that is the source of truth.
 
 mod model;
+pub mod observe;
 pub mod process;
 pub mod settings;
 pub mod stream;
@@ -17,7 +18,7 @@ pub mod subject;
 mod validate;
 
 pub use model::{Event, Kind};
-pub use validate::{subject_token, validate, Origin, ValidationError, MAX_FUTURE};
+pub use validate::{subject_token, validate, Origin, ValidationError, FIELDS, MAX_FUTURE};
 
 /// Header that carries the event id, so JetStream drops a repeated publish.
 pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";

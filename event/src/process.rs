@@ -1,6 +1,12 @@
 //! Process plumbing the three binaries share: logging and graceful shutdown.
 
+use std::io::IsTerminal;
+
 use tokio::sync::watch;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::settings::LogFormat;
 
 /// A receiver that turns `true` on the first SIGINT or SIGTERM. Tests make their own
 /// `watch::channel(false)` and send `true` instead.
@@ -34,14 +40,42 @@ pub async fn requested(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Logs to stderr, filtered by `RUST_LOG`, else by `default_filter`
-/// (e.g. `"dora_api=info,tower_http=info"`).
-pub fn init_tracing(default_filter: &str) {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // The shared crate logs the shutdown signal under its own name.
-                .unwrap_or_else(|_| format!("{default_filter},dora_event=info").into()),
-        )
-        .init();
+/// Logs to stderr in `format`, filtered by `RUST_LOG`, else by `default_filter`
+/// (e.g. `"dora_api=info,tower_http=info"`). Text gets colour only when stderr is a
+/// terminal: a log file must not fill with escape codes.
+pub fn init_tracing(default_filter: &str, format: LogFormat) {
+    let ansi = std::io::stderr().is_terminal();
+    // `init` also routes the `log` crate's records into the subscriber.
+    subscriber(default_filter, format, ansi, std::io::stderr).init();
+}
+
+/// The subscriber [`init_tracing`] installs, writing to `writer`: tests capture it.
+pub fn subscriber<W>(
+    default_filter: &str,
+    format: LogFormat,
+    ansi: bool,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        // The shared crate logs the shutdown signal under its own name.
+        .unwrap_or_else(|_| format!("{default_filter},dora_event=info").into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => Box::new(builder.with_ansi(ansi).finish()),
+        // Fields at the top level, beside `message`, so a shipper indexes them as
+        // they are; the current span's fields ride along.
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .finish(),
+        ),
+    }
 }

@@ -16,6 +16,25 @@ pub struct StreamSettings {
     pub subject_prefix: String,
 }
 
+/// How a process logs. Flattened into every process's config.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct LogSettings {
+    /// `text` for people (colour only when stderr is a terminal), `json` for log
+    /// shippers: one JSON object per line.
+    #[arg(long = "log-format", env = "DORA_LOG_FORMAT", value_name = "DORA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub format: LogFormat,
+}
+
+/// The shape of log lines on stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Where the store lives. Flattened into the projector's and the API's config; its
 /// `Debug` hides the password, so a config can be logged whole.
 #[derive(Clone, clap::Args)]

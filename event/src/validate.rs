@@ -13,7 +13,8 @@ use crate::model::{Event, Kind};
 /// clocks drift, but an event from next week is a bug in the sender.
 pub const MAX_FUTURE: TimeDelta = TimeDelta::minutes(5);
 
-const FIELDS: [&str; 9] = [
+/// Every field an event may carry; anything else is rejected.
+pub const FIELDS: [&str; 9] = [
     "id",
     "kind",
     "service",

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use dora_event::settings::StreamSettings;
+use dora_event::settings::{LogSettings, StreamSettings};
 
 use crate::auth::Tokens;
 
@@ -30,4 +30,7 @@ pub struct Config {
     /// events of the largest valid size.
     #[arg(long, env = "DORA_INGEST_MAX_BODY_BYTES", value_name = "DORA_INGEST_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// How the gateway logs.
+    #[command(flatten)]
+    pub log: LogSettings,
 }

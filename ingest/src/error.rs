@@ -17,9 +17,15 @@ pub enum Error {
     /// Body over the limit.
     #[error("request body is over the limit of {0} bytes")]
     PayloadTooLarge(usize),
-    /// Body could not be read, or is not JSON.
+    /// Body could not be read.
     #[error("{0}")]
     BadRequest(String),
+    /// Body is not JSON.
+    #[error("{0}")]
+    InvalidJson(String),
+    /// An empty array, or one over the batch limit.
+    #[error("{0}")]
+    BatchSize(String),
     /// One event broke a rule of the contract.
     #[error("{message}")]
     InvalidEvent {
@@ -55,11 +61,29 @@ impl Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::BadRequest(_) | Error::InvalidEvent { .. } => StatusCode::BAD_REQUEST,
+            Error::BadRequest(_)
+            | Error::InvalidJson(_)
+            | Error::BatchSize(_)
+            | Error::InvalidEvent { .. } => StatusCode::BAD_REQUEST,
             Error::Unavailable(_) | Error::Connect { .. } | Error::Stream(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Error::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Why a request was refused for what it sent, as a metric label: a small fixed
+    /// set. `None` for failures that are not the client's.
+    pub fn rejection(&self) -> Option<&'static str> {
+        match self {
+            Error::Unauthorized(_) => Some("unauthorized"),
+            Error::UnsupportedMediaType(_) => Some("unsupported_media_type"),
+            Error::PayloadTooLarge(_) => Some("payload_too_large"),
+            Error::BadRequest(_) => Some("unreadable_body"),
+            Error::InvalidJson(_) => Some("invalid_json"),
+            Error::BatchSize(_) => Some("batch_size"),
+            Error::InvalidEvent { .. } => Some("invalid_event"),
+            Error::Unavailable(_) | Error::Connect { .. } | Error::Stream(_) | Error::Io(_) => None,
         }
     }
 }

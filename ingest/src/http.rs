@@ -1,11 +1,14 @@
-//! The gateway's routes: `POST /events`, `GET /healthz`, `GET /readyz`.
+//! The gateway's routes: `POST /events`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use chrono::Utc;
 use dora_event::{validate, Event, Origin};
 use serde::Serialize;
@@ -14,6 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::{Source, Tokens};
 use crate::error::{Error, Result};
+use crate::metrics::IngestMetrics;
 use crate::publish::Publisher;
 
 /// Most events in one request.
@@ -34,6 +38,8 @@ pub struct AppState {
     pub stream: String,
     /// Body limit in bytes.
     pub max_body_bytes: usize,
+    /// What `/metrics` shows.
+    pub metrics: IngestMetrics,
 }
 
 /// The `202` body.
@@ -53,18 +59,41 @@ pub fn app(state: AppState) -> Router {
         .route("/events", post(post_events))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.http.clone(),
+            dora_event::observe::track,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
+async fn metrics(State(state): State<AppState>) -> Response {
+    dora_event::observe::render(&state.metrics.registry)
+}
+
 async fn post_events(
     State(state): State<AppState>,
-    Source(source): Source,
+    source: Result<Source>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>)> {
-    require_json(&headers)?;
+    let answer = accept(&state, source, &headers, body).await;
+    if let Err(e) = &answer {
+        state.metrics.refused(e);
+    }
+    answer
+}
+
+async fn accept(
+    state: &AppState,
+    source: Result<Source>,
+    headers: &HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Accepted>)> {
+    let Source(source) = source?;
+    require_json(headers)?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Error::PayloadTooLarge(state.max_body_bytes)
@@ -73,7 +102,13 @@ async fn post_events(
         }
     })?;
     let events = parse(&body)?;
-    let duplicates = state.publisher.publish(&events, &source).await?;
+    let started = Instant::now();
+    let published = state.publisher.publish(&events, &source).await;
+    state
+        .metrics
+        .published(started.elapsed().as_secs_f64(), published.is_ok());
+    let duplicates = published?;
+    state.metrics.accepted(events.len(), duplicates);
     tracing::info!(%source, accepted = events.len(), duplicates, "events accepted");
     Ok((
         StatusCode::ACCEPTED,
@@ -104,7 +139,7 @@ fn require_json(headers: &HeaderMap) -> Result<()> {
 /// One event or an array of 1-1000, validated as a whole: one bad element rejects all.
 fn parse(body: &[u8]) -> Result<Vec<Event>> {
     let value: Value = serde_json::from_slice(body)
-        .map_err(|e| Error::BadRequest(format!("invalid JSON: {e}")))?;
+        .map_err(|e| Error::InvalidJson(format!("invalid JSON: {e}")))?;
     let received_at = Utc::now();
     let invalid = |index: Option<usize>, e: dora_event::ValidationError| Error::InvalidEvent {
         index,
@@ -117,7 +152,7 @@ fn parse(body: &[u8]) -> Result<Vec<Event>> {
     match value {
         Value::Array(items) => {
             if items.is_empty() || items.len() > MAX_BATCH {
-                return Err(Error::BadRequest(format!(
+                return Err(Error::BatchSize(format!(
                     "an array must hold 1 to {MAX_BATCH} events; got {}",
                     items.len()
                 )));

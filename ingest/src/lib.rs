@@ -7,11 +7,13 @@
 //! - [`auth`]: named bearer tokens, compared in constant time.
 //! - [`http`]: routes, body checks and validation of single events and batches.
 //! - [`publish`]: pipelined publishes with `Nats-Msg-Id` for deduplication.
+//! - [`metrics`]: the Prometheus series `/metrics` serves.
 
 pub mod auth;
 pub mod config;
 mod error;
 pub mod http;
+pub mod metrics;
 pub mod publish;
 
 use async_nats::jetstream;
@@ -43,6 +45,7 @@ pub async fn run(
         js,
         stream: config.stream.stream,
         max_body_bytes: config.max_body_bytes,
+        metrics: metrics::IngestMetrics::new(),
     };
     tracing::info!(addr = ?listener.local_addr().ok(), "ingest gateway listening");
     axum::serve(listener, http::app(state))

@@ -5,7 +5,7 @@ use dora_ingest::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    dora_event::process::init_tracing("dora_ingest=info,tower_http=info");
+    dora_event::process::init_tracing("dora_ingest=info,tower_http=info", config.log.format);
     tracing::info!(?config, "starting");
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await

@@ -1,9 +1,10 @@
 //! The projector's settings, from flags or the environment.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use dora_event::settings::{DatabaseSettings, StreamSettings};
+use dora_event::settings::{DatabaseSettings, LogSettings, StreamSettings};
 
 /// dora-projector: appends every event of the stream, once, to the PostgreSQL event log.
 #[derive(Debug, Clone, Parser)]
@@ -31,6 +32,17 @@ pub struct Config {
     /// Seconds JetStream waits for an ack before it delivers a message again.
     #[arg(long, env = "DORA_PROJECTOR_ACK_WAIT_SECS", value_name = "DORA_PROJECTOR_ACK_WAIT_SECS", default_value = "30", value_parser = seconds)]
     pub ack_wait: Duration,
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    #[arg(
+        long,
+        env = "DORA_PROJECTOR_ADDR",
+        value_name = "DORA_PROJECTOR_ADDR",
+        default_value = "127.0.0.1:8082"
+    )]
+    pub addr: SocketAddr,
+    /// How the projector logs.
+    #[command(flatten)]
+    pub log: LogSettings,
 }
 
 /// The projector's commands.

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::decode::{decode, Decoded, Incoming, Rejected};
 use crate::error::{Error, Result};
+use crate::metrics::ProjectorMetrics;
 use crate::store::{self, Applied};
 
 type Batches = Pin<
@@ -241,9 +242,14 @@ impl Projector {
         Ok(Some(outcome))
     }
 
-    /// Steps until `shutdown` turns true. The batch in hand when it does is finished
-    /// (written and acked) if the database allows, else left unacked.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+    /// Steps until `shutdown` turns true, recording each batch in `metrics`. The batch
+    /// in hand when it does is finished (written and acked) if the database allows,
+    /// else left unacked.
+    pub async fn run(
+        mut self,
+        mut shutdown: watch::Receiver<bool>,
+        metrics: &ProjectorMetrics,
+    ) -> Result<()> {
         let mut progress = Progress::default();
         loop {
             let batch = tokio::select! {
@@ -254,11 +260,13 @@ impl Projector {
                 tracing::warn!("the consumer's message stream ended");
                 break;
             };
+            let started = Instant::now();
             let outcome = self.apply(&batch, &mut shutdown).await?;
             if let Err(e) = self.ack(&batch, &outcome).await {
                 // The batch is committed: a redelivery is recognised as duplicates.
                 tracing::warn!(error = %e, "acks not sent; the batch will come again and change nothing");
             }
+            metrics.batch(&outcome, started.elapsed().as_secs_f64());
             progress.record(outcome);
         }
         progress.log();

@@ -27,6 +27,9 @@ pub enum Error {
     /// The stream is missing or does not capture our subjects.
     #[error(transparent)]
     Stream(#[from] dora_event::stream::StreamError),
+    /// The HTTP server for health and metrics failed.
+    #[error("serving DORA_PROJECTOR_ADDR: {0}")]
+    Serve(std::io::Error),
     /// Another replay holds the replay lock.
     #[error("another replay of this store is running")]
     ReplayRunning,

@@ -8,16 +8,25 @@
 //! - [`store`]: the schema, its migrations, and the one-transaction batch write.
 //! - [`consume`]: the durable pull consumer; write, commit, then ack.
 //! - [`replay`]: rebuild into a fresh schema and swap it in.
+//! - [`http`]: `/healthz`, `/readyz` and `/metrics` on `DORA_PROJECTOR_ADDR`.
+//! - [`metrics`]: the Prometheus series.
 
 pub mod config;
 pub mod consume;
 pub mod decode;
 mod error;
+pub mod http;
+pub mod metrics;
 pub mod replay;
 pub mod store;
 
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_nats::jetstream;
 use dora_event::STORE_SCHEMA;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use config::{Command, Config};
@@ -39,6 +48,13 @@ pub async fn connect_store(config: &Config) -> Result<sqlx::PgPool> {
 
 /// Connects to JetStream and makes sure the stream exists.
 pub async fn connect_stream(config: &Config) -> Result<jetstream::stream::Stream> {
+    Ok(connect_nats(config).await?.1)
+}
+
+/// Connects to NATS and makes sure the stream exists; returns the connection too.
+pub async fn connect_nats(
+    config: &Config,
+) -> Result<(async_nats::Client, jetstream::stream::Stream)> {
     let client = async_nats::connect(&config.stream.nats_url)
         .await
         .map_err(|e| Error::Connect {
@@ -47,17 +63,57 @@ pub async fn connect_stream(config: &Config) -> Result<jetstream::stream::Stream
             setting: "NATS_URL",
             source: Box::new(e),
         })?;
-    let js = jetstream::new(client);
-    Ok(
+    let js = jetstream::new(client.clone());
+    let stream =
         dora_event::stream::ensure(&js, &config.stream.stream, &config.stream.subject_prefix)
-            .await?,
-    )
+            .await?;
+    Ok((client, stream))
 }
 
-/// Runs the projector until `shutdown` turns true.
-pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> {
-    let pool = connect_store(&config).await?;
-    let stream = connect_stream(&config).await?;
+/// Runs the projector until `shutdown` turns true, serving `/healthz`, `/readyz` and
+/// `/metrics` on `listener` from the start. A server that cannot be reached yet is
+/// tried again until it can (the process is then up but not ready); a store or stream
+/// that is reached but wrong stops it.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let health = http::Health::new(&config.consumer, metrics::ProjectorMetrics::new());
+    tracing::info!(addr = ?listener.local_addr().ok(), "projector health and metrics listening");
+    // The server stops when following stops, for whatever reason, not only on the signal.
+    let (stop_server, server_stopped) = watch::channel(false);
+    let server = tokio::spawn(
+        axum::serve(listener, http::app(health.clone()))
+            .with_graceful_shutdown(dora_event::process::requested(server_stopped))
+            .into_future(),
+    );
+    let followed = follow(&config, &health, shutdown).await;
+    let _ = stop_server.send(true);
+    let served = server.await;
+    followed?;
+    match served {
+        Ok(served) => served.map_err(Error::Serve),
+        Err(e) => Err(Error::Serve(std::io::Error::other(e))),
+    }
+}
+
+/// Reaches the store and the stream, then applies batches until `shutdown`.
+async fn follow(
+    config: &Config,
+    health: &Arc<http::Health>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let Some(pool) = until_reached(health, &mut shutdown, || connect_store(config)).await? else {
+        return Ok(());
+    };
+    let _ = health.pool.set(pool.clone());
+    let Some((client, stream)) =
+        until_reached(health, &mut shutdown, || connect_nats(config)).await?
+    else {
+        return Ok(());
+    };
+    let _ = health.nats.set(client);
     let projector = consume::Projector::new(
         pool,
         &stream,
@@ -67,8 +123,48 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> 
         config.batch_size,
     )
     .await?;
+    let _ = health.stream.set(stream);
+    // The lag and the last applied sequence are known before the first batch.
+    health.refresh_lag().await;
     tracing::info!(stream = %config.stream.stream, consumer = %config.consumer, "projector following the stream");
-    projector.run(shutdown).await
+    projector.run(shutdown, &health.metrics).await
+}
+
+/// Calls `connect` until it reaches its server, waiting longer after each failure (up
+/// to 5 s) and telling `/readyz` why it waits. `None` if `shutdown` turned true first.
+/// Only an unreachable server is tried again: one that answers with something wrong
+/// is an error now.
+async fn until_reached<T, F, Fut>(
+    health: &http::Health,
+    shutdown: &mut watch::Receiver<bool>,
+    mut connect: F,
+) -> Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if *shutdown.borrow() {
+            return Ok(None);
+        }
+        match connect().await {
+            Ok(connected) => {
+                health.waiting_for(None);
+                return Ok(Some(connected));
+            }
+            Err(e @ Error::Connect { .. }) => {
+                tracing::error!(error = %e, retry_in = ?backoff, "not ready: server unreachable");
+                health.waiting_for(Some(e.to_string()));
+            }
+            Err(e) => return Err(e),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(None),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// Rebuilds the store from the first message of the stream and swaps it in.

@@ -5,12 +5,15 @@ use dora_projector::{Command, Config};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    dora_event::process::init_tracing("dora_projector=info");
+    dora_event::process::init_tracing("dora_projector=info,tower_http=info", config.log.format);
     match config.command.unwrap_or(Command::Run) {
         Command::Run => {
             tracing::info!(?config, "starting");
+            let listener = tokio::net::TcpListener::bind(config.addr)
+                .await
+                .with_context(|| format!("binding DORA_PROJECTOR_ADDR {}", config.addr))?;
             let shutdown = dora_event::process::on_signal();
-            dora_projector::run(config, shutdown)
+            dora_projector::run(config, listener, shutdown)
                 .await
                 .context("projector stopped")
         }

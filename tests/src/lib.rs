@@ -148,6 +148,7 @@ impl TestEnv {
                 .expect("test tokens"),
             addr: "127.0.0.1:0".parse().expect("addr"),
             max_body_bytes: 2 * 1024 * 1024,
+            log: Default::default(),
         }
     }
 
@@ -162,6 +163,8 @@ impl TestEnv {
             consumer: "dora-projector".to_owned(),
             batch_size: 1000,
             ack_wait: Duration::from_secs(2),
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            log: Default::default(),
         }
     }
 
@@ -174,6 +177,7 @@ impl TestEnv {
             addr: "127.0.0.1:0".parse().expect("addr"),
             db_connections: 4,
             alerts: dora_api::alerts::AlertSettings::default(),
+            log: Default::default(),
         }
     }
 
@@ -183,15 +187,12 @@ impl TestEnv {
             .await
     }
 
-    /// Starts the projector.
+    /// Starts the projector, its health and metrics server on port 0.
     pub async fn spawn_projector(&self, config: dora_projector::Config) -> Running {
-        let (shutdown, rx) = watch::channel(false);
-        let handle = tokio::spawn(async move { Ok(dora_projector::run(config, rx).await?) });
-        Running {
-            url: String::new(),
-            shutdown,
-            handle,
-        }
+        spawn_http(
+            |listener, rx| async move { Ok(dora_projector::run(config, listener, rx).await?) },
+        )
+        .await
     }
 
     /// Starts the API on port 0.

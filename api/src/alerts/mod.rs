@@ -37,6 +37,7 @@ pub use slack::Slack;
 pub use store::{Kind, ScopeKey};
 
 use crate::error::Result;
+use crate::metrics::ApiMetrics;
 use rules::{judge, Verdict, WindowNumbers};
 
 /// The two pools a check needs.
@@ -254,12 +255,14 @@ fn public_url(settings: &AlertSettings) -> Url {
 }
 
 /// Migrates the alert schema (retrying while the database is down), then checks and
-/// delivers every `settings.interval` until `shutdown` turns true. An undelivered
-/// message stays in the outbox for the next pass, or the next process.
+/// delivers every `settings.interval` until `shutdown` turns true, counting both in
+/// `metrics`. An undelivered message stays in the outbox for the next pass, or the
+/// next process.
 pub async fn run(
     pools: Pools,
     settings: AlertSettings,
     slack: Slack,
+    metrics: ApiMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut wait = Duration::from_secs(1);
@@ -289,7 +292,9 @@ pub async fn run(
         // a delivery cut off after Slack accepted it but before it was recorded would
         // be sent again by the next process. `deliver_until` stops between messages.
         let now = Utc::now().trunc_subsecs(0);
-        match evaluate(&pools, &settings, now).await {
+        let checked = evaluate(&pools, &settings, now).await;
+        metrics.alert_checked(&checked);
+        match checked {
             Ok(e) => tracing::debug!(
                 checked = e.checked,
                 scopes = e.scopes,
@@ -300,7 +305,9 @@ pub async fn run(
             ),
             Err(e) => tracing::warn!(error = %e, "alert check failed; trying again next interval"),
         }
-        match deliver_until(&pools.alerts, &slack, shutdown.clone()).await {
+        let delivered = deliver_until(&pools.alerts, &slack, shutdown.clone()).await;
+        metrics.alert_delivered(&delivered);
+        match delivered {
             Ok(d) if d != Delivery::default() => tracing::debug!(?d, "alerts delivered"),
             Ok(_) => {}
             Err(e) => {

@@ -9,6 +9,7 @@ mod api;
 mod dashboard;
 mod ingest;
 mod metrics;
+mod observe;
 mod projector;
 mod replay;
 mod trend;
