@@ -233,6 +233,57 @@ pub async fn deliver_until(
     Ok(out)
 }
 
+/// A firing scope in words, for the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FiringLine {
+    /// The service, `None` for all services together.
+    pub service: Option<String>,
+    /// E.g. `Change failure rate: 0% → 42.9%, firing since 2026-03-16 00:00 UTC`.
+    pub text: String,
+}
+
+/// The scopes firing in `environment` (only `service`'s and the all-services ones when
+/// a service is given), in words. Empty when the alert state cannot be read: the page
+/// that shows them must not fail for it (the error is logged).
+pub async fn firing_lines(
+    alerts: &PgPool,
+    environment: &str,
+    service: Option<&str>,
+) -> Vec<FiringLine> {
+    let overview = match store::overview(alerts, 1).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "the alert state could not be read for the dashboard");
+            return Vec::new();
+        }
+    };
+    overview
+        .scopes
+        .into_iter()
+        .filter(|s| s.firing && s.environment == environment)
+        .filter(|s| service.is_none() || s.service.is_none() || s.service.as_deref() == service)
+        .map(|s| {
+            let value = |w: &serde_json::Value| {
+                match s.metric.as_str() {
+                    "change_failure_rate" => w["rate"].as_f64().map(slack::percent),
+                    _ => w["median_seconds"].as_f64().map(slack::duration),
+                }
+                .unwrap_or_else(|| "no data".to_owned())
+            };
+            let title = Metric::parse(&s.metric).map_or("?", Metric::title);
+            FiringLine {
+                text: format!(
+                    "{title}: {} → {}, firing since {}",
+                    value(&s.prior),
+                    value(&s.current),
+                    s.since.format("%Y-%m-%d %H:%M UTC")
+                ),
+                service: s.service,
+            }
+        })
+        .collect()
+}
+
 /// What `GET /alerts` stores of a window: the numbers of the rule's metric.
 fn shown(metric: Metric, w: &WindowNumbers) -> serde_json::Value {
     match metric {
