@@ -36,7 +36,22 @@ pub async fn get_dashboard(
     // Links keep `as_of` only when the reader pinned it; otherwise they follow "now".
     let pinned = form_urlencoded::parse(raw.as_bytes()).any(|(name, _)| name == "as_of");
     let inputs = load(&state.pool, &p.query).await?;
-    Ok(Html(Dashboard::build(&p.query, pinned, inputs).render()?))
+    let mut page = Dashboard::build(&p.query, pinned, inputs);
+    page.alerts = crate::alerts::firing_lines(
+        &state.alerts,
+        &p.query.environment,
+        p.query.service.as_deref(),
+    )
+    .await
+    .into_iter()
+    .map(|l| {
+        (
+            l.service.unwrap_or_else(|| "all services".to_owned()),
+            l.text,
+        )
+    })
+    .collect();
+    Ok(Html(page.render()?))
 }
 
 /// What the page is built from.
@@ -77,6 +92,8 @@ pub async fn load(pool: &PgPool, query: &MetricsQuery) -> Result<Inputs, sqlx::E
 #[derive(Debug, Template)]
 #[template(path = "dashboard.html")]
 pub struct Dashboard {
+    /// Alerts firing in this environment (scope, what), from `dora_alerts`.
+    pub alerts: Vec<(String, String)>,
     /// `all services` or the service's name.
     pub scope: String,
     /// The environment shown.
@@ -561,6 +578,7 @@ impl Dashboard {
         let service = query.service.as_deref();
         let w = current.window;
         Dashboard {
+            alerts: Vec::new(),
             scope: service.unwrap_or("all services").to_owned(),
             environment: query.environment.clone(),
             window_text: format!("{} days, {} to {} UTC", w.days, date(w.start), date(w.end)),

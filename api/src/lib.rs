@@ -91,10 +91,12 @@ pub async fn run(
         store: pool.clone(),
         alerts: alerts::store::connect(&config.database.url, 2)?,
     };
+    let metrics = metrics::ApiMetrics::new(pool.clone());
     let checker = tokio::spawn(alerts::run(
         pools.clone(),
         alert_settings,
         slack,
+        metrics.clone(),
         shutdown.clone(),
     ));
     tracing::info!(addr = ?listener.local_addr().ok(), "dora api listening");
@@ -102,7 +104,7 @@ pub async fn run(
         pool: pool.clone(),
         alerts: pools.alerts.clone(),
     };
-    let app = metrics::ApiMetrics::new(pool.clone()).instrument(http::app(state));
+    let app = metrics.instrument(http::app(state));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(dora_event::process::requested(shutdown))
         .await;

@@ -15,9 +15,12 @@
 //!   and reused for [`GAUGE_MAX_AGE`] so that several scrapers cost one computation.
 //! - `dora_api_dora_refresh_failures_total`: scrapes whose computation failed (the
 //!   gauges are then absent, not stale).
-//! - `dora_api_alert_evaluations_total{outcome}` and
-//!   `dora_api_alert_deliveries_total{outcome}`: for the alert loop
-//!   ([`ApiMetrics::alert_evaluated`], [`ApiMetrics::alert_delivered`]).
+//! - The alert loop: `dora_api_alert_checks_total{outcome}` (`checked`, `skipped`
+//!   while another replica checks, `failed`), `dora_api_alert_scopes_regressed` (scopes
+//!   regressed at this replica's last check), `dora_api_alert_changes_total{kind}`
+//!   (`firing`, `recovered`), and `dora_api_alert_deliveries_total{outcome}` (messages
+//!   `delivered` to Slack, `logged` without a webhook, `postponed` for a retry, and
+//!   delivery passes that `failed`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +40,7 @@ use sqlx::PgPool;
 use std::sync::atomic::AtomicU64;
 use tokio::sync::Mutex;
 
+use crate::alerts::{Delivery, Evaluation};
 use crate::dora::{self, MetricsQuery, Report};
 
 /// The window of the DORA gauges, in days.
@@ -66,7 +70,14 @@ pub struct ScopeLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     /// What happened.
-    pub outcome: String,
+    pub outcome: &'static str,
+}
+
+/// Labels of an alert state change.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChangeLabels {
+    /// `firing` or `recovered`.
+    pub kind: &'static str,
 }
 
 type FloatGauge = Family<ScopeLabels, Gauge<f64, AtomicU64>>;
@@ -184,7 +195,9 @@ pub struct ApiMetrics {
     /// concurrent scrapes wait for one computation instead of each running their own.
     computed_at: Arc<Mutex<Option<Instant>>>,
     refresh_failures: Counter,
-    alert_evaluations: Family<OutcomeLabels, Counter>,
+    alert_checks: Family<OutcomeLabels, Counter>,
+    alert_regressed: Gauge,
+    alert_changes: Family<ChangeLabels, Counter>,
     alert_deliveries: Family<OutcomeLabels, Counter>,
 }
 
@@ -195,34 +208,47 @@ impl ApiMetrics {
         let http = HttpMetrics::register(&mut registry, "dora_api");
         let dora = DoraGauges::default();
         dora.register(&mut registry);
-        let refresh_failures = Counter::default();
-        let alert_evaluations = Family::<OutcomeLabels, Counter>::default();
-        let alert_deliveries = Family::<OutcomeLabels, Counter>::default();
-        let sub = registry.sub_registry_with_prefix("dora_api");
-        sub.register(
-            "dora_refresh_failures",
-            "Scrapes whose DORA gauges could not be computed",
-            refresh_failures.clone(),
-        );
-        sub.register(
-            "alert_evaluations",
-            "Alert checks of one scope, by outcome",
-            alert_evaluations.clone(),
-        );
-        sub.register(
-            "alert_deliveries",
-            "Alert messages sent to the webhook, by outcome",
-            alert_deliveries.clone(),
-        );
-        ApiMetrics {
-            registry: Arc::new(registry),
+        let metrics = ApiMetrics {
+            registry: Arc::default(),
             http,
             pool,
             dora,
             computed_at: Arc::default(),
-            refresh_failures,
-            alert_evaluations,
-            alert_deliveries,
+            refresh_failures: Counter::default(),
+            alert_checks: Family::default(),
+            alert_regressed: Gauge::default(),
+            alert_changes: Family::default(),
+            alert_deliveries: Family::default(),
+        };
+        let sub = registry.sub_registry_with_prefix("dora_api");
+        sub.register(
+            "dora_refresh_failures",
+            "Scrapes whose DORA gauges could not be computed",
+            metrics.refresh_failures.clone(),
+        );
+        sub.register(
+            "alert_checks",
+            "Alert checks, by outcome: checked, skipped (another replica checked), failed",
+            metrics.alert_checks.clone(),
+        );
+        sub.register(
+            "alert_scopes_regressed",
+            "Scopes regressed at this replica's last alert check",
+            metrics.alert_regressed.clone(),
+        );
+        sub.register(
+            "alert_changes",
+            "Scopes that started firing or recovered",
+            metrics.alert_changes.clone(),
+        );
+        sub.register(
+            "alert_deliveries",
+            "Alert messages delivered, logged or postponed, and delivery passes that failed",
+            metrics.alert_deliveries.clone(),
+        );
+        ApiMetrics {
+            registry: Arc::new(registry),
+            ..metrics
         }
     }
 
@@ -237,23 +263,42 @@ impl ApiMetrics {
         ))
     }
 
-    /// The alert loop checked a scope; `outcome` is a small fixed word such as
-    /// `firing`, `recovered`, `unchanged` or `error`.
-    pub fn alert_evaluated(&self, outcome: &'static str) {
-        self.alert_evaluations
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.to_owned(),
-            })
+    /// Records one alert check.
+    pub fn alert_checked<E>(&self, check: &Result<Evaluation, E>) {
+        let outcome = match check {
+            Ok(e) if e.checked => {
+                self.alert_regressed
+                    .set(i64::try_from(e.regressed).unwrap_or(i64::MAX));
+                for (kind, n) in [("firing", e.fired()), ("recovered", e.recovered())] {
+                    self.alert_changes
+                        .get_or_create(&ChangeLabels { kind })
+                        .inc_by(n as u64);
+                }
+                "checked"
+            }
+            Ok(_) => "skipped",
+            Err(_) => "failed",
+        };
+        self.alert_checks
+            .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 
-    /// The alert loop tried to deliver a message: `delivered`, `failed` or `logged`.
-    pub fn alert_delivered(&self, outcome: &'static str) {
-        self.alert_deliveries
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.to_owned(),
-            })
-            .inc();
+    /// Records one delivery pass.
+    pub fn alert_delivered<E>(&self, pass: &Result<Delivery, E>) {
+        let counts = match pass {
+            Ok(d) => vec![
+                ("delivered", d.delivered),
+                ("logged", d.logged),
+                ("postponed", d.postponed),
+            ],
+            Err(_) => vec![("failed", 1)],
+        };
+        for (outcome, n) in counts {
+            self.alert_deliveries
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc_by(n);
+        }
     }
 
     /// Recomputes the DORA gauges if they are older than [`GAUGE_MAX_AGE`].

@@ -37,6 +37,7 @@ pub use slack::Slack;
 pub use store::{Kind, ScopeKey};
 
 use crate::error::Result;
+use crate::metrics::ApiMetrics;
 use rules::{judge, Verdict, WindowNumbers};
 
 /// The two pools a check needs.
@@ -232,6 +233,57 @@ pub async fn deliver_until(
     Ok(out)
 }
 
+/// A firing scope in words, for the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FiringLine {
+    /// The service, `None` for all services together.
+    pub service: Option<String>,
+    /// E.g. `Change failure rate: 0% → 42.9%, firing since 2026-03-16 00:00 UTC`.
+    pub text: String,
+}
+
+/// The scopes firing in `environment` (only `service`'s and the all-services ones when
+/// a service is given), in words. Empty when the alert state cannot be read: the page
+/// that shows them must not fail for it (the error is logged).
+pub async fn firing_lines(
+    alerts: &PgPool,
+    environment: &str,
+    service: Option<&str>,
+) -> Vec<FiringLine> {
+    let overview = match store::overview(alerts, 1).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "the alert state could not be read for the dashboard");
+            return Vec::new();
+        }
+    };
+    overview
+        .scopes
+        .into_iter()
+        .filter(|s| s.firing && s.environment == environment)
+        .filter(|s| service.is_none() || s.service.is_none() || s.service.as_deref() == service)
+        .map(|s| {
+            let value = |w: &serde_json::Value| {
+                match s.metric.as_str() {
+                    "change_failure_rate" => w["rate"].as_f64().map(slack::percent),
+                    _ => w["median_seconds"].as_f64().map(slack::duration),
+                }
+                .unwrap_or_else(|| "no data".to_owned())
+            };
+            let title = Metric::parse(&s.metric).map_or("?", Metric::title);
+            FiringLine {
+                text: format!(
+                    "{title}: {} → {}, firing since {}",
+                    value(&s.prior),
+                    value(&s.current),
+                    s.since.format("%Y-%m-%d %H:%M UTC")
+                ),
+                service: s.service,
+            }
+        })
+        .collect()
+}
+
 /// What `GET /alerts` stores of a window: the numbers of the rule's metric.
 fn shown(metric: Metric, w: &WindowNumbers) -> serde_json::Value {
     match metric {
@@ -254,12 +306,14 @@ fn public_url(settings: &AlertSettings) -> Url {
 }
 
 /// Migrates the alert schema (retrying while the database is down), then checks and
-/// delivers every `settings.interval` until `shutdown` turns true. An undelivered
-/// message stays in the outbox for the next pass, or the next process.
+/// delivers every `settings.interval` until `shutdown` turns true, counting both in
+/// `metrics`. An undelivered message stays in the outbox for the next pass, or the
+/// next process.
 pub async fn run(
     pools: Pools,
     settings: AlertSettings,
     slack: Slack,
+    metrics: ApiMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut wait = Duration::from_secs(1);
@@ -289,7 +343,9 @@ pub async fn run(
         // a delivery cut off after Slack accepted it but before it was recorded would
         // be sent again by the next process. `deliver_until` stops between messages.
         let now = Utc::now().trunc_subsecs(0);
-        match evaluate(&pools, &settings, now).await {
+        let checked = evaluate(&pools, &settings, now).await;
+        metrics.alert_checked(&checked);
+        match checked {
             Ok(e) => tracing::debug!(
                 checked = e.checked,
                 scopes = e.scopes,
@@ -300,7 +356,9 @@ pub async fn run(
             ),
             Err(e) => tracing::warn!(error = %e, "alert check failed; trying again next interval"),
         }
-        match deliver_until(&pools.alerts, &slack, shutdown.clone()).await {
+        let delivered = deliver_until(&pools.alerts, &slack, shutdown.clone()).await;
+        metrics.alert_delivered(&delivered);
+        match delivered {
             Ok(d) if d != Delivery::default() => tracing::debug!(?d, "alerts delivered"),
             Ok(_) => {}
             Err(e) => {

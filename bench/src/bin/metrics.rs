@@ -9,7 +9,9 @@
 //! (so the per-attempt facts are derived exactly as in production), then asks the real
 //! dora-api over HTTP and prints p50/p99 latency for 7 and 90 days, with and without a
 //! `service`, next to the naive SQL reading of the contract measured in the same run;
-//! then `/dora/trend` (12 windows of 7 and of 30 days) and `/dashboard`.
+//! then `/dora/trend` (12 windows of 7 and of 30 days) and `/dashboard`, and the time
+//! one alert check (`dora_api::alerts::evaluate`: both windows of every service and of
+//! all services, state and outbox written) takes on that log.
 
 use std::time::{Duration, Instant};
 
@@ -51,8 +53,8 @@ const END: &str = "2026-11-01T00:00:00Z";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let database_url = format!("{}/{}", args.server, args.db);
-    let db = &args.db;
+    let db = args.db.as_str();
+    let database_url = format!("{}/{db}", args.server);
     if !args.reuse {
         let mut admin = PgConnection::connect(&format!("{}/postgres", args.server)).await?;
         sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
@@ -232,6 +234,62 @@ async fn main() -> anyhow::Result<()> {
 
     let _ = stop.send(true);
     api.await??;
+    measure_alerts(&database_url).await?;
+    Ok(())
+}
+
+/// One alert check at `END` over the whole log (7-day windows, prod and staging), from
+/// an empty alert state (the check that writes every firing scope and its message) and
+/// then steady (nothing changes, only the firing scopes' numbers are refreshed).
+async fn measure_alerts(database_url: &str) -> anyhow::Result<()> {
+    use dora_api::alerts::{self, settings::Environments, AlertSettings, Pools};
+    let pools = Pools {
+        store: dora_api::connect(database_url, 4)?,
+        alerts: alerts::store::connect(database_url, 2)?,
+    };
+    sqlx::query("DROP SCHEMA IF EXISTS dora_alerts CASCADE")
+        .execute(&pools.alerts)
+        .await?;
+    alerts::store::migrate(&pools.alerts).await?;
+    let settings = AlertSettings {
+        environments: Environments(vec!["prod".to_owned(), "staging".to_owned()]),
+        ..AlertSettings::default()
+    };
+    let now: DateTime<Utc> = END.parse()?;
+    println!(
+        "
+alert check (alerts::evaluate) at {END}, days=7, environments prod,staging"
+    );
+    println!(
+        "{:<34} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "run", "ms", "scopes", "regressed", "fired", "recovered"
+    );
+    let mut steady = Vec::new();
+    for run in 0..11 {
+        let started = Instant::now();
+        let e = alerts::evaluate(&pools, &settings, now).await?;
+        let elapsed = started.elapsed();
+        if run == 0 || run == 10 {
+            let label = if run == 0 {
+                "first (empty state)"
+            } else {
+                "steady"
+            };
+            println!(
+                "{label:<34} {:>9.1} {:>9} {:>9} {:>9} {:>9}",
+                elapsed.as_secs_f64() * 1000.0,
+                e.scopes,
+                e.regressed,
+                e.fired(),
+                e.recovered()
+            );
+        }
+        if run > 0 {
+            steady.push(elapsed);
+        }
+    }
+    let (p50, _, max) = percentiles(&mut steady);
+    println!("{:<34} {p50:>9.1} (max {max:.1})", "steady, p50 of 10");
     Ok(())
 }
 

@@ -420,6 +420,19 @@ async fn get_alerts_shows_the_scopes_that_fired_and_the_messages() {
     assert!(messages[0]["last_error"].as_str().unwrap().contains("500"));
     assert!(messages[0]["delivered_at"].is_string());
 
+    // The dashboard shows the firing scopes of its environment.
+    let page = |query: &'static str| {
+        let url = format!("{}/dashboard?{query}", api.url);
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    };
+    let prod = page("environment=prod").await;
+    assert!(
+        prod.contains("Alerts firing (1)") && prod.contains("Change failure rate: 0% → 42.9%"),
+        "{prod}"
+    );
+    assert!(!page("environment=staging").await.contains("Alerts firing"));
+    assert!(!page("service=search").await.contains("Alerts firing"));
+
     for (query, param) in [
         ("limit=0", "limit"),
         ("limit=5&limit=6", "limit"),

@@ -71,8 +71,12 @@ impl Scrape {
         found.first().copied()
     }
 
-    /// Like [`Scrape::value`], `0` when absent (a counter not yet incremented).
+    /// Like [`Scrape::value`], `0` when absent: a counter family shows no sample, or
+    /// is left out, until it is first incremented.
     fn count(&self, family: &str, labels: &[(&str, &str)]) -> f64 {
+        if !self.0.families.contains_key(family) {
+            return 0.0;
+        }
         self.value(family, labels).unwrap_or(0.0)
     }
 
@@ -97,7 +101,13 @@ impl Scrape {
     /// `x_sum` and `x_count` for a histogram `x`, `x` itself for a gauge.
     fn series_names(&self) -> BTreeSet<String> {
         let mut names = BTreeSet::new();
-        for (name, family) in &self.0.families {
+        // A family declared with no sample is not a series a query can find.
+        for (name, family) in self
+            .0
+            .families
+            .iter()
+            .filter(|(_, f)| f.iter_samples().next().is_some())
+        {
             match family.family_type {
                 OpenMetricsType::Counter => {
                     names.insert(format!("{name}_total"));
@@ -466,6 +476,84 @@ async fn api_metrics_time_routes_and_export_the_dora_gauges() {
     env.cleanup().await;
 }
 
+#[tokio::test]
+async fn api_metrics_count_alert_checks_firings_and_deliveries() {
+    let env = TestEnv::new().await;
+    let now = chrono::Utc::now();
+    let week = chrono::TimeDelta::days(7);
+    // checkout: 0 of 4 attempts failed last week, 3 of 7 this week; search: 40 clean
+    // attempts each week, so all services together stay within tolerance.
+    let mut events = Vec::new();
+    for (service, end, n, failed) in [
+        ("checkout", now - week, 4, 0),
+        ("checkout", now, 7, 3),
+        ("search", now - week, 40, 0),
+        ("search", now, 40, 0),
+    ] {
+        for i in 0..n {
+            let at = end - chrono::TimeDelta::hours(1 + (i as i64 * 160) / n as i64);
+            events.push(
+                json!({"id": format!("{service}-{}-{i}", end.timestamp()), "kind": "deploy",
+                "service": service, "git_sha": format!("{:08x}{i:04x}", end.timestamp()),
+                "succeeded": i >= failed, "occurred_at": at.to_rfc3339()}),
+            );
+        }
+    }
+    env.seed(&events).await;
+    let mut config = env.api_config();
+    config.alerts.interval = std::time::Duration::from_secs(1);
+    let api = env.spawn_api_with(config).await;
+
+    eventually(
+        "the alert loop fired once and logged its message",
+        || async {
+            let s = scrape(&api.url).await;
+            s.count("dora_api_alert_checks", &[("outcome", "checked")]) >= 1.0
+                && s.count("dora_api_alert_deliveries", &[("outcome", "logged")]) == 1.0
+        },
+    )
+    .await;
+    let s = scrape(&api.url).await;
+    assert_eq!(
+        s.count("dora_api_alert_changes", &[("kind", "firing")]),
+        1.0
+    );
+    assert_eq!(
+        s.count("dora_api_alert_changes", &[("kind", "recovered")]),
+        0.0
+    );
+    assert_eq!(s.value("dora_api_alert_scopes_regressed", &[]), Some(1.0));
+    assert_eq!(
+        s.count("dora_api_alert_deliveries", &[("outcome", "delivered")]),
+        0.0
+    );
+    assert_eq!(
+        s.count("dora_api_alert_checks", &[("outcome", "failed")]),
+        0.0
+    );
+    // Later checks find it still firing: no second message.
+    let checks = s.count("dora_api_alert_checks", &[("outcome", "checked")]);
+    eventually("another check ran", || async {
+        scrape(&api.url)
+            .await
+            .count("dora_api_alert_checks", &[("outcome", "checked")])
+            > checks
+    })
+    .await;
+    let s = scrape(&api.url).await;
+    assert_eq!(
+        s.count("dora_api_alert_changes", &[("kind", "firing")]),
+        1.0
+    );
+    assert_eq!(
+        s.count("dora_api_alert_deliveries", &[("outcome", "logged")]),
+        1.0
+    );
+
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
 /// Every `dora_...` name in the dashboard's queries.
 fn dashboard_series() -> BTreeSet<String> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/dora.json");
@@ -516,7 +604,10 @@ async fn the_grafana_dashboard_names_only_exported_series() {
     let env = TestEnv::new().await;
     let ingest = env.spawn_ingest(env.ingest_config()).await;
     let projector = env.spawn_projector(env.projector_config()).await;
-    let api = env.spawn_api().await;
+    let mut config = env.api_config();
+    // The alert loop checks at once and then every second, so its series have samples.
+    config.alerts.interval = std::time::Duration::from_secs(1);
+    let api = env.spawn_api_with(config).await;
     let sha = "abcd01";
     let ago = |minutes| (chrono::Utc::now() - chrono::TimeDelta::minutes(minutes)).to_rfc3339();
     let events = json!([
@@ -539,6 +630,13 @@ async fn the_grafana_dashboard_names_only_exported_series() {
     );
     env.wait_for_events(3).await;
     assert_eq!(get_json(&api.url, "/dora").await.0, 200);
+    eventually("an alert check ran", || async {
+        scrape(&api.url)
+            .await
+            .count("dora_api_alert_checks", &[("outcome", "checked")])
+            >= 1.0
+    })
+    .await;
 
     let mut exported = BTreeSet::new();
     for url in [&ingest.url, &projector.url, &api.url] {
