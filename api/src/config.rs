@@ -23,12 +23,13 @@ pub struct Config {
         default_value = "127.0.0.1:8080"
     )]
     pub addr: SocketAddr,
-    /// Most database connections the API holds.
+    /// Most database connections the API holds, 1-1000 (0 would answer nothing).
     #[arg(
         long,
         env = "DORA_API_DB_CONNECTIONS",
         value_name = "DORA_API_DB_CONNECTIONS",
-        default_value_t = 8
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
     )]
     pub db_connections: u32,
     /// Regression alerts: when to check, what counts, where to send.

@@ -79,8 +79,6 @@ pub async fn load(pool: &PgPool, query: &MetricsQuery) -> Result<Inputs, sqlx::E
 pub struct Dashboard {
     /// `all services` or the service's name.
     pub scope: String,
-    /// The service shown, if one.
-    pub service: Option<String>,
     /// The environment shown.
     pub environment: String,
     /// The current window, in words.
@@ -564,7 +562,6 @@ impl Dashboard {
         let w = current.window;
         Dashboard {
             scope: service.unwrap_or("all services").to_owned(),
-            service: query.service.clone(),
             environment: query.environment.clone(),
             window_text: format!("{} days, {} to {} UTC", w.days, date(w.start), date(w.end)),
             prior_text: prior.as_ref().map_or_else(String::new, |p| {

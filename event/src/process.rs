@@ -35,6 +35,34 @@ pub fn on_signal() -> watch::Receiver<bool> {
     rx
 }
 
+/// Parses the process's settings from flags and the environment, and exits with a
+/// message naming the setting when one is missing or malformed. Unlike clap's own
+/// message, it never repeats the refused value: a mistyped `DORA_INGEST_TOKENS` or
+/// `DATABASE_URL` would otherwise print its secrets to the terminal or the log.
+pub fn parse_settings<C: clap::Parser>() -> C {
+    match C::try_parse() {
+        Ok(config) => config,
+        Err(e) => exit_on(e),
+    }
+}
+
+fn exit_on(e: clap::Error) -> ! {
+    use clap::error::{ContextKind, ErrorKind};
+    if matches!(
+        e.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        let arg = e
+            .get(ContextKind::InvalidArg)
+            .map_or_else(|| "a setting".to_owned(), |a| a.to_string());
+        let reason = std::error::Error::source(&e)
+            .map_or_else(|| "not an accepted value".to_owned(), |s| s.to_string());
+        eprintln!("error: invalid value for {arg}: {reason} (the value is not shown: it may hold a secret)");
+        std::process::exit(2);
+    }
+    e.exit()
+}
+
 /// Resolves when `shutdown` turns true (or its sender is gone).
 pub async fn requested(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;

@@ -2,11 +2,12 @@
 
 use std::fmt;
 
-/// Where the stream lives. Flattened into the gateway's and the projector's config.
-#[derive(Debug, Clone, clap::Args)]
+/// Where the stream lives. Flattened into the gateway's and the projector's config; its
+/// `Debug` hides credentials in `NATS_URL`.
+#[derive(Clone, clap::Args)]
 pub struct StreamSettings {
     /// NATS server with JetStream.
-    #[arg(long, env = "NATS_URL", value_name = "NATS_URL", default_value = "nats://127.0.0.1:4222", value_parser = nats_url)]
+    #[arg(long, env = "NATS_URL", value_name = "NATS_URL", default_value = "nats://127.0.0.1:4222", value_parser = nats_url, hide_env_values = true)]
     pub nats_url: String,
     /// Name of the JetStream stream that holds every event.
     #[arg(long, env = "DORA_STREAM", value_name = "DORA_STREAM", default_value = "DORA_EVENTS", value_parser = stream_name)]
@@ -52,6 +53,35 @@ pub struct DatabaseSettings {
     pub url: String,
 }
 
+impl fmt::Debug for StreamSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamSettings")
+            .field("nats_url", &redact_nats_url(&self.nats_url))
+            .field("stream", &self.stream)
+            .field("subject_prefix", &self.subject_prefix)
+            .finish()
+    }
+}
+
+/// `NATS_URL` fit for logs: a NATS URL's user part may be a bare token
+/// (`nats://s3cret@host`), so all of it goes, not only a password. It may list several
+/// servers, comma-separated.
+pub fn redact_nats_url(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| {
+            let url = url.trim();
+            match (url.find("://"), url.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    format!("{}***{}", &url[..scheme + 3], &url[at..])
+                }
+                (None, Some(at)) => format!("***{}", &url[at..]),
+                _ => url.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatabaseSettings")
@@ -87,10 +117,9 @@ fn database_url(value: &str) -> Result<String, String> {
 }
 
 fn nats_url(value: &str) -> Result<String, String> {
-    value
-        .parse::<async_nats::ServerAddr>()
+    crate::stream::parse_urls(value)
         .map(|_| value.to_owned())
-        .map_err(|e| format!("not a NATS server address: {e}"))
+        .map_err(|e| format!("not a NATS server address (or comma-separated list of them): {e}"))
 }
 
 fn stream_name(value: &str) -> Result<String, String> {
@@ -129,6 +158,27 @@ mod tests {
         );
         let settings = DatabaseSettings {
             url: "postgres://dora:s3cret@db/dora".to_owned(),
+        };
+        assert!(!format!("{settings:?}").contains("s3cret"));
+        let stream = StreamSettings {
+            nats_url: "nats://dora-ingest:s3cret@nats:4222".to_owned(),
+            stream: "DORA_EVENTS".to_owned(),
+            subject_prefix: "dora.events".to_owned(),
+        };
+        assert!(!format!("{stream:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn nats_credentials_stay_out_of_logs() {
+        assert_eq!(
+            redact_nats_url("nats://user:pw@a:4222, nats://tok3n@b:4222,nats://c:4222"),
+            "nats://***@a:4222,nats://***@b:4222,nats://c:4222"
+        );
+        assert_eq!(redact_nats_url("tok3n@b:4222"), "***@b:4222");
+        let settings = StreamSettings {
+            nats_url: "nats://dora:s3cret@n:4222".to_owned(),
+            stream: "S".to_owned(),
+            subject_prefix: "p".to_owned(),
         };
         assert!(!format!("{settings:?}").contains("s3cret"));
     }

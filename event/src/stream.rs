@@ -83,3 +83,37 @@ pub async fn ensure(
         })
     }
 }
+
+/// Connects to NATS at `urls` (one URL, or several of one cluster, comma-separated),
+/// logging in with the credentials the first URL carries: `nats://user:password@host`,
+/// or a bare token, `nats://token@host`. async-nats ignores credentials in a URL, so
+/// without this a server with `authorization` (deploy/nats/nats-server.conf) refuses
+/// every dora process.
+pub async fn connect(urls: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let addrs = parse_urls(urls).map_err(|e| {
+        async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::ServerParse, e)
+    })?;
+    let options = match addrs.first().map(|a| (a.username(), a.password())) {
+        Some((Some(user), Some(password))) => {
+            async_nats::ConnectOptions::with_user_and_password(user.to_owned(), password.to_owned())
+        }
+        Some((Some(token), None)) => async_nats::ConnectOptions::with_token(token.to_owned()),
+        _ => async_nats::ConnectOptions::new(),
+    };
+    options.connect(addrs).await
+}
+
+/// The server addresses of a comma-separated `NATS_URL`.
+pub fn parse_urls(urls: &str) -> Result<Vec<async_nats::ServerAddr>, std::io::Error> {
+    let addrs = urls
+        .split(',')
+        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()?;
+    if addrs.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no server address",
+        ));
+    }
+    Ok(addrs)
+}

@@ -4,6 +4,7 @@ use std::fmt;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::Error;
@@ -12,9 +13,16 @@ use crate::http::AppState;
 /// Shortest secret accepted: a guessable token would make every number forgeable.
 pub const MIN_SECRET_LEN: usize = 16;
 
-/// The named ingest tokens. `Debug` shows the names only.
+/// The named ingest tokens, held as SHA-256 digests of their secrets so every
+/// comparison is between two 32-byte values: comparing the raw bytes would end early on
+/// a length mismatch and tell a caller how long the secrets are. `Debug` shows the
+/// names only.
 #[derive(Clone)]
-pub struct Tokens(Vec<(String, Vec<u8>)>);
+pub struct Tokens(Vec<(String, [u8; 32])>);
+
+fn digest(secret: &[u8]) -> [u8; 32] {
+    Sha256::digest(secret).into()
+}
 
 impl fmt::Debug for Tokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -27,7 +35,7 @@ impl fmt::Debug for Tokens {
 impl Tokens {
     /// Parses `name=secret,name2=secret2`.
     pub fn parse(value: &str) -> Result<Tokens, String> {
-        let mut tokens: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut tokens: Vec<(String, [u8; 32])> = Vec::new();
         for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let Some((name, secret)) = pair.split_once('=') else {
                 return Err("expected name=secret pairs separated by commas".to_owned());
@@ -56,10 +64,10 @@ impl Tokens {
             if tokens.iter().any(|(n, _)| n == name) {
                 return Err(format!("token name `{name}` appears twice"));
             }
-            if tokens.iter().any(|(_, s)| s == secret.as_bytes()) {
+            if tokens.iter().any(|(_, s)| *s == digest(secret.as_bytes())) {
                 return Err(format!("token `{name}` reuses another token's secret"));
             }
-            tokens.push((name.to_owned(), secret.as_bytes().to_vec()));
+            tokens.push((name.to_owned(), digest(secret.as_bytes())));
         }
         if tokens.is_empty() {
             return Err("at least one name=secret token is required".to_owned());
@@ -67,12 +75,13 @@ impl Tokens {
         Ok(Tokens(tokens))
     }
 
-    /// The name of the token whose secret is `presented`. Every secret is compared,
+    /// The name of the token whose secret is `presented`. Every digest is compared,
     /// in constant time, whichever matches.
     pub fn lookup(&self, presented: &[u8]) -> Option<&str> {
+        let presented = digest(presented);
         let mut found = None;
         for (name, secret) in &self.0 {
-            if bool::from(secret.as_slice().ct_eq(presented)) {
+            if bool::from(secret.ct_eq(&presented)) {
                 found = Some(name.as_str());
             }
         }

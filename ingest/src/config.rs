@@ -27,8 +27,10 @@ pub struct Config {
     )]
     pub addr: SocketAddr,
     /// Largest request body in bytes; a larger one gets 413. The default fits 1000
-    /// events of the largest valid size.
-    #[arg(long, env = "DORA_INGEST_MAX_BODY_BYTES", value_name = "DORA_INGEST_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
+    /// events of the largest valid size. At least 1024: a smaller limit refuses every
+    /// event and is a mistake.
+    #[arg(long, env = "DORA_INGEST_MAX_BODY_BYTES", value_name = "DORA_INGEST_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=256 * 1024 * 1024))]
     pub max_body_bytes: usize,
     /// How the gateway logs.
     #[command(flatten)]

@@ -37,7 +37,8 @@ pub enum Error {
         message: String,
     },
     /// JetStream unreachable or did not acknowledge: nothing may be reported accepted.
-    #[error("JetStream did not acknowledge the events; nothing was accepted, retry: {0}")]
+    /// The text says what a retry does.
+    #[error("{0}")]
     Unavailable(String),
     /// NATS unreachable at start.
     #[error("cannot reach NATS at {url} (NATS_URL): {source}")]

@@ -16,7 +16,9 @@ use serde_json::{json, Value};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{Source, Tokens};
+use crate::body::{self, Body, BodyError};
 use crate::error::{Error, Result};
+use crate::idempotency;
 use crate::metrics::IngestMetrics;
 use crate::publish::Publisher;
 
@@ -101,13 +103,17 @@ async fn accept(
             Error::BadRequest(format!("could not read the body: {rejection}"))
         }
     })?;
-    let events = parse(&body)?;
+    let key = idempotency::key(headers)?;
+    let (events, fresh_ids) = parse(&body, &source, key.as_deref())?;
     let started = Instant::now();
     let published = state.publisher.publish(&events, &source).await;
     state
         .metrics
         .published(started.elapsed().as_secs_f64(), published.is_ok());
-    let duplicates = published?;
+    let duplicates = published.map_err(|e| match e {
+        Error::Unavailable(reason) => Error::Unavailable(unacknowledged(&reason, fresh_ids)),
+        other => other,
+    })?;
     state.metrics.accepted(events.len(), duplicates);
     tracing::info!(%source, accepted = events.len(), duplicates, "events accepted");
     Ok((
@@ -136,39 +142,54 @@ fn require_json(headers: &HeaderMap) -> Result<()> {
     }
 }
 
-/// One event or an array of 1-1000, validated as a whole: one bad element rejects all.
-fn parse(body: &[u8]) -> Result<Vec<Event>> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| Error::InvalidJson(format!("invalid JSON: {e}")))?;
-    let received_at = Utc::now();
-    let invalid = |index: Option<usize>, e: dora_event::ValidationError| Error::InvalidEvent {
-        index,
-        field: e.field,
-        message: match index {
-            Some(i) => format!("event {i}: {}", e.message),
-            None => e.message,
-        },
+/// The 503's text. Part of a batch may be stored when JetStream stops acknowledging
+/// midway, so it tells the client what a retry does rather than claiming nothing was kept.
+fn unacknowledged(reason: &str, fresh_ids: bool) -> String {
+    let retry = if fresh_ids {
+        "some events had no `id` and no `Idempotency-Key` was sent, so a retry stores \
+         those as new events; send ids or an `Idempotency-Key` to make retries safe"
+    } else {
+        "retry the same request: every event has an id, so what was stored is kept once"
     };
-    match value {
-        Value::Array(items) => {
-            if items.is_empty() || items.len() > MAX_BATCH {
-                return Err(Error::BatchSize(format!(
-                    "an array must hold 1 to {MAX_BATCH} events; got {}",
-                    items.len()
-                )));
+    format!("JetStream did not acknowledge every event; some may be stored and some not; {retry} ({reason})")
+}
+
+/// One event or an array of 1-1000, validated as a whole: one bad element rejects all.
+/// Elements without an `id` get one derived from the `Idempotency-Key` when there is
+/// one, else a fresh UUIDv7; the flag says whether any fresh id was assigned.
+fn parse(body: &[u8], token: &str, key: Option<&str>) -> Result<(Vec<Event>, bool)> {
+    let (mut items, batch) = match body::parse(body, MAX_BATCH) {
+        Ok(Body::One(one)) => (vec![one], false),
+        Ok(Body::Many(items)) => (items, true),
+        Err(BodyError::Json(e)) => return Err(Error::InvalidJson(format!("invalid JSON: {e}"))),
+        Err(BodyError::Count(e)) => return Err(Error::BatchSize(e)),
+    };
+    let fresh_ids = match key {
+        Some(key) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                idempotency::assign(item, token, key, i);
             }
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    validate(item, Origin::Gateway, received_at).map_err(|e| invalid(Some(i), e))
-                })
-                .collect()
+            false
         }
-        one => Ok(vec![
-            validate(&one, Origin::Gateway, received_at).map_err(|e| invalid(None, e))?
-        ]),
-    }
+        None => items.iter().any(|item| item.get("id").is_none()),
+    };
+    let received_at = Utc::now();
+    let events = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let index = batch.then_some(i);
+            validate(item, Origin::Gateway, received_at).map_err(|e| Error::InvalidEvent {
+                index,
+                field: e.field,
+                message: match index {
+                    Some(i) => format!("event {i}: {}", e.message),
+                    None => e.message,
+                },
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok((events, fresh_ids))
 }
 
 /// Ready when NATS is connected and the stream exists.

@@ -5,14 +5,18 @@
 //!
 //! - [`config`]: settings from flags or the environment.
 //! - [`auth`]: named bearer tokens, compared in constant time.
+//! - [`body`]: reading a body as one event or an array, stopping past the limit.
 //! - [`http`]: routes, body checks and validation of single events and batches.
+//! - [`idempotency`]: ids derived from the `Idempotency-Key` header, so a retried request is the same events.
 //! - [`publish`]: pipelined publishes with `Nats-Msg-Id` for deduplication.
 //! - [`metrics`]: the Prometheus series `/metrics` serves.
 
 pub mod auth;
+pub mod body;
 pub mod config;
 mod error;
 pub mod http;
+pub mod idempotency;
 pub mod metrics;
 pub mod publish;
 
@@ -30,10 +34,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let nats = async_nats::connect(&config.stream.nats_url)
+    let nats = dora_event::stream::connect(&config.stream.nats_url)
         .await
         .map_err(|e| Error::Connect {
-            url: config.stream.nats_url.clone(),
+            url: dora_event::settings::redact_nats_url(&config.stream.nats_url),
             source: e.into(),
         })?;
     let js = jetstream::new(nats.clone());

@@ -74,6 +74,52 @@ pub fn consumer_config(
     }
 }
 
+/// The first setting of an existing consumer that is not what the projector needs:
+/// its name, what it is, what it should be.
+fn differs(
+    have: &consumer::Config,
+    want: &consumer::pull::Config,
+) -> Option<(&'static str, String, String)> {
+    let checks = [
+        (
+            "ack_policy",
+            format!("{:?}", have.ack_policy),
+            format!("{:?}", want.ack_policy),
+        ),
+        (
+            "deliver_policy",
+            format!("{:?}", have.deliver_policy),
+            format!("{:?}", want.deliver_policy),
+        ),
+        (
+            "filter_subject",
+            have.filter_subject.clone(),
+            want.filter_subject.clone(),
+        ),
+        (
+            // 0 and -1 both mean "redeliver forever"; the server reports -1.
+            "max_deliver",
+            forever(have.max_deliver),
+            forever(want.max_deliver),
+        ),
+        (
+            "ack_wait",
+            format!("{:?}", have.ack_wait),
+            format!("{:?}", want.ack_wait),
+        ),
+        (
+            "max_ack_pending",
+            have.max_ack_pending.to_string(),
+            want.max_ack_pending.to_string(),
+        ),
+    ];
+    checks.into_iter().find(|(_, have, want)| have != want)
+}
+
+fn forever(max_deliver: i64) -> String {
+    if max_deliver <= 0 { -1 } else { max_deliver }.to_string()
+}
+
 impl Projector {
     /// Binds to the durable consumer `name` on `stream`, creating it if needed.
     pub async fn new(
@@ -84,10 +130,35 @@ impl Projector {
         ack_wait: Duration,
         batch_size: usize,
     ) -> Result<Projector> {
-        let consumer: consumer::PullConsumer = stream
-            .get_or_create_consumer(name, consumer_config(name, ack_wait, batch_size))
+        let wanted = consumer_config(name, ack_wait, batch_size);
+        let mut consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(name, wanted.clone())
             .await
             .map_err(|e| Error::Nats(e.into()))?;
+        if let Some((setting, have, want)) = differs(&consumer.cached_info().config, &wanted) {
+            // An existing consumer keeps the settings it was made with; ack wait and the
+            // ack backlog can be changed in place, the rest cannot without losing the
+            // consumer's position, which is the operator's call, not ours.
+            tracing::info!(consumer = name, setting, %have, %want, "updating the consumer's settings");
+            consumer = stream.create_consumer(wanted.clone()).await.map_err(|e| {
+                Error::ConsumerSettings {
+                    consumer: name.to_owned(),
+                    setting,
+                    have: have.clone(),
+                    want: want.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            if let Some((setting, have, want)) = differs(&consumer.cached_info().config, &wanted) {
+                return Err(Error::ConsumerSettings {
+                    consumer: name.to_owned(),
+                    setting,
+                    have,
+                    want,
+                    reason: "the server kept the old value".to_owned(),
+                });
+            }
+        }
         let messages = consumer
             .stream()
             .max_messages_per_batch(batch_size)
@@ -257,8 +328,10 @@ impl Projector {
                 _ = shutdown.wait_for(|stop| *stop) => break,
             };
             let Some(batch) = batch else {
-                tracing::warn!("the consumer's message stream ended");
-                break;
+                // The consumer was deleted, or the stream with it. Exiting non-zero lets
+                // a supervisor restart the projector, which recreates the consumer.
+                progress.log();
+                return Err(Error::ConsumerGone);
             };
             let started = Instant::now();
             let outcome = self.apply(&batch, &mut shutdown).await?;

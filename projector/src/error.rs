@@ -30,6 +30,24 @@ pub enum Error {
     /// The HTTP server for health and metrics failed.
     #[error("serving DORA_PROJECTOR_ADDR: {0}")]
     Serve(std::io::Error),
+    /// The durable consumer's message stream ended: it, or the stream, was deleted.
+    #[error("the durable consumer stopped delivering (deleted, or its stream was); restart to recreate it")]
+    ConsumerGone,
+    /// An existing consumer has a setting the projector cannot work with and could not
+    /// be changed in place.
+    #[error("consumer `{consumer}`: {setting} is {have}, the projector needs {want} ({reason}); delete the consumer to recreate it (the store's event ids make the redelivery harmless) or set DORA_PROJECTOR_CONSUMER to another name")]
+    ConsumerSettings {
+        /// The durable name.
+        consumer: String,
+        /// The setting that differs.
+        setting: &'static str,
+        /// Its value on the server.
+        have: String,
+        /// The value needed.
+        want: String,
+        /// Why it could not be changed.
+        reason: String,
+    },
     /// Another replay holds the replay lock.
     #[error("another replay of this store is running")]
     ReplayRunning,

@@ -55,11 +55,11 @@ pub async fn connect_stream(config: &Config) -> Result<jetstream::stream::Stream
 pub async fn connect_nats(
     config: &Config,
 ) -> Result<(async_nats::Client, jetstream::stream::Stream)> {
-    let client = async_nats::connect(&config.stream.nats_url)
+    let client = dora_event::stream::connect(&config.stream.nats_url)
         .await
         .map_err(|e| Error::Connect {
             what: "NATS",
-            url: config.stream.nats_url.clone(),
+            url: dora_event::settings::redact_nats_url(&config.stream.nats_url),
             setting: "NATS_URL",
             source: Box::new(e),
         })?;

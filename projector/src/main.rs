@@ -1,10 +1,9 @@
 use anyhow::Context;
-use clap::Parser;
 use dora_projector::{Command, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config: Config = dora_event::process::parse_settings();
     dora_event::process::init_tracing("dora_projector=info,tower_http=info", config.log.format);
     match config.command.unwrap_or(Command::Run) {
         Command::Run => {

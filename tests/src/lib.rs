@@ -5,6 +5,7 @@
 //! Servers: `DORA_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432`) and
 //! `DORA_TEST_NATS_URL` (default `nats://127.0.0.1:4222`). Logs only with `TEST_LOG=1`.
 
+pub mod emit;
 pub mod naive;
 pub mod slack;
 
@@ -84,6 +85,11 @@ impl Running {
         tokio::time::timeout(Duration::from_secs(30), self.handle)
             .await
             .context("process did not stop within 30 s")??
+    }
+
+    /// Waits for the process to stop by itself; returns what it returned.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.handle.await?
     }
 }
 
@@ -185,6 +191,37 @@ impl TestEnv {
     pub async fn spawn_ingest(&self, config: dora_ingest::Config) -> Running {
         spawn_http(|listener, rx| async move { Ok(dora_ingest::run(config, listener, rx).await?) })
             .await
+    }
+
+    /// Starts the gateway on a listener the test bound, e.g. to bring it back on the
+    /// port a client is retrying.
+    pub async fn spawn_ingest_on(
+        &self,
+        config: dora_ingest::Config,
+        listener: TcpListener,
+    ) -> Running {
+        spawn_http_on(listener, |listener, rx| async move {
+            Ok(dora_ingest::run(config, listener, rx).await?)
+        })
+        .await
+    }
+
+    /// The NATS server the tests use.
+    pub fn nats_url(&self) -> String {
+        nats_url()
+    }
+
+    /// Messages in this test's stream: what was published, whether or not projected.
+    pub async fn stream_messages(&self) -> u64 {
+        self.js
+            .get_stream(&self.stream)
+            .await
+            .expect("stream")
+            .info()
+            .await
+            .expect("stream info")
+            .state
+            .messages
     }
 
     /// Starts the projector, its health and metrics server on port 0.
@@ -344,6 +381,15 @@ where
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    spawn_http_on(listener, run).await
+}
+
+/// Starts an HTTP process on `listener` and waits until it answers `/healthz`.
+async fn spawn_http_on<F, Fut>(listener: TcpListener, run: F) -> Running
+where
+    F: FnOnce(TcpListener, watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (shutdown, rx) = watch::channel(false);
     let handle = tokio::spawn(run(listener, rx));

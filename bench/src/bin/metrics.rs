@@ -8,7 +8,8 @@
 //! Loads 3 years of history for 200 services through the projector's own batch code
 //! (so the per-attempt facts are derived exactly as in production), then asks the real
 //! dora-api over HTTP and prints p50/p99 latency for 7 and 90 days, with and without a
-//! `service`, next to the naive SQL reading of the contract measured in the same run.
+//! `service`, next to the naive SQL reading of the contract measured in the same run;
+//! then `/dora/trend` (12 windows of 7 and of 30 days) and `/dashboard`.
 
 use std::time::{Duration, Instant};
 
@@ -37,25 +38,27 @@ struct Args {
     /// Measure the database loaded by the previous run instead of loading again.
     #[arg(long)]
     reuse: bool,
-    /// PostgreSQL server (the database `dora_bench_metrics` is created on it).
+    /// PostgreSQL server (the database `--db` is created on it).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
     server: String,
+    /// The database the log is loaded into (dropped and created unless `--reuse`).
+    #[arg(long, default_value = "dora_bench_metrics")]
+    db: String,
 }
-
-const DB: &str = "dora_bench_metrics";
 /// The last instant of the generated history.
 const END: &str = "2026-11-01T00:00:00Z";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let database_url = format!("{}/{DB}", args.server);
+    let database_url = format!("{}/{}", args.server, args.db);
+    let db = &args.db;
     if !args.reuse {
         let mut admin = PgConnection::connect(&format!("{}/postgres", args.server)).await?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
             .execute(&mut admin)
             .await?;
-        sqlx::query(&format!("CREATE DATABASE {DB}"))
+        sqlx::query(&format!("CREATE DATABASE {db}"))
             .execute(&mut admin)
             .await?;
     }
@@ -173,6 +176,57 @@ async fn main() -> anyhow::Result<()> {
         let (d50, _, _) = percentiles(&mut deploys);
         let (i50, _, _) = percentiles(&mut incidents);
         println!("{:<34} {d50:>16.2} {i50:>16.2}", format!("days={days}"));
+    }
+
+    println!(
+        "\ntrend and dashboard over HTTP, {} requests per scenario, as_of = {END} minus 0-180 days",
+        args.requests
+    );
+    println!(
+        "{:<44} {:>9} {:>9} {:>9}",
+        "scenario", "p50 ms", "p99 ms", "max ms"
+    );
+    let scenarios = [
+        ("/dora/trend", "days=7&windows=12", None),
+        ("/dora/trend", "days=30&windows=12", None),
+        ("/dora/trend", "days=7&windows=12", Some(service.as_str())),
+        ("/dora/trend", "days=30&windows=12", Some(service.as_str())),
+        ("/dashboard", "days=7", None),
+        ("/dashboard", "days=30", None),
+        ("/dashboard", "days=7", Some(service.as_str())),
+    ];
+    for (path, params, svc) in scenarios {
+        let mut rng = Rng::new(11);
+        let mut times = Vec::with_capacity(args.requests);
+        for i in 0..args.requests + 20 {
+            let as_of = END.parse::<DateTime<Utc>>()? - TimeDelta::days(rng.below(180) as i64);
+            let mut q = format!(
+                "{url}{path}?{params}&as_of={}",
+                as_of.to_rfc3339().replace('+', "%2B")
+            );
+            if let Some(s) = svc {
+                q.push_str(&format!("&service={s}"));
+            }
+            let started = Instant::now();
+            let body = client
+                .get(&q)
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+            let elapsed = started.elapsed();
+            anyhow::ensure!(!body.is_empty(), "{q}: empty answer");
+            if i >= 20 {
+                times.push(elapsed);
+            }
+        }
+        let label = format!(
+            "{path}?{params}{}",
+            svc.map(|s| format!("&service={s}")).unwrap_or_default()
+        );
+        let (p50, p99, max) = percentiles(&mut times);
+        println!("{label:<44} {p50:>9.2} {p99:>9.2} {max:>9.2}");
     }
 
     let _ = stop.send(true);

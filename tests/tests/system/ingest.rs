@@ -371,11 +371,16 @@ async fn jetstream_unavailable_is_a_503_and_not_ready() {
     env.js.delete_stream(&env.stream).await.unwrap();
     let (status, body) = post_events(&ingest.url, Some(CI_TOKEN), &deploy("lost")).await;
     assert_eq!(status, 503, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("some may be stored"), "{body}");
+    assert!(error.contains("every event has an id"), "{body}");
+    // Without ids or a key, the client is told a retry makes new events.
+    let mut anonymous = deploy("x");
+    anonymous.as_object_mut().unwrap().remove("id");
+    let (status, body) = post_events(&ingest.url, Some(CI_TOKEN), &anonymous).await;
+    assert_eq!(status, 503, "{body}");
     assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("nothing was accepted"),
+        body["error"].as_str().unwrap().contains("Idempotency-Key"),
         "{body}"
     );
     let (status, _) = get_json(&ingest.url, "/readyz").await;
@@ -383,6 +388,81 @@ async fn jetstream_unavailable_is_a_503_and_not_ready() {
     let (status, _) = get_json(&ingest.url, "/healthz").await;
     assert_eq!(status, 200, "the process itself is up");
 
+    ingest.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+async fn post_with_key(base: &str, token: &str, key: &str, body: &Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/events"))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn an_idempotency_key_makes_a_retried_request_without_ids_the_same_events() {
+    let env = TestEnv::new().await;
+    let ingest = env.spawn_ingest(env.ingest_config()).await;
+    let projector = env.spawn_projector(env.projector_config()).await;
+
+    let mut anonymous = deploy("x");
+    anonymous.as_object_mut().unwrap().remove("id");
+    let batch = json!([anonymous, anonymous, deploy("given")]);
+
+    let (s1, first) = post_with_key(&ingest.url, CI_TOKEN, "run-41:deploy", &batch).await;
+    let (s2, retry) = post_with_key(&ingest.url, CI_TOKEN, "run-41:deploy", &batch).await;
+    assert_eq!((s1, s2), (202, 202), "{first} {retry}");
+    assert_eq!(first["ids"], retry["ids"], "the retry is the same events");
+    assert_eq!(first["ids"][2], "given", "an id the sender gave is kept");
+    assert_ne!(
+        first["ids"][0], first["ids"][1],
+        "the index is part of the id"
+    );
+    assert_eq!(
+        retry["duplicates"], 3,
+        "the retry is reported as duplicates: {retry}"
+    );
+
+    // Another key, or another sender with the same key, is other events.
+    let (s3, other_key) = post_with_key(&ingest.url, CI_TOKEN, "run-42:deploy", &batch).await;
+    let (s4, other_token) = post_with_key(&ingest.url, PAGER_TOKEN, "run-41:deploy", &batch).await;
+    assert_eq!((s3, s4), (202, 202));
+    assert_ne!(other_key["ids"][0], first["ids"][0]);
+    assert_ne!(other_token["ids"][0], first["ids"][0]);
+    assert_eq!(
+        other_key["duplicates"], 1,
+        "only `given` repeats: {other_key}"
+    );
+
+    // 2 from the first request, 2 from each of the others; `given` once.
+    env.wait_for_events(7).await;
+    let rejected: i64 = sqlx::query_scalar("SELECT count(*) FROM rejected_events")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(rejected, 0);
+    let mut stream = env.js.get_stream(&env.stream).await.unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(
+        info.state.messages, 7,
+        "JetStream dropped the retried publishes"
+    );
+
+    // A malformed key is refused by name, and nothing is published.
+    let (status, body) = post_with_key(&ingest.url, CI_TOKEN, "no spaces", &batch).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("Idempotency-Key"),
+        "{body}"
+    );
+
+    projector.stop().await.unwrap();
     ingest.stop().await.unwrap();
     env.cleanup().await;
 }

@@ -7,6 +7,8 @@
 mod alerts;
 mod api;
 mod dashboard;
+mod demo;
+mod emit;
 mod ingest;
 mod metrics;
 mod observe;

@@ -269,3 +269,77 @@ async fn a_database_outage_means_no_ack_and_a_retry_not_a_loss() {
 }
 
 use sqlx::Connection;
+
+#[tokio::test]
+async fn an_existing_consumer_with_other_settings_is_updated_or_refused_by_name() {
+    let env = TestEnv::new().await;
+    let stream = env.js.get_stream(&env.stream).await.unwrap();
+    let config = env.projector_config();
+
+    // Made earlier with another ack wait: that can change in place.
+    let mut old =
+        dora_projector::consume::consumer_config(&config.consumer, Duration::from_secs(90), 1000);
+    stream.create_consumer(old.clone()).await.unwrap();
+    let pool = dora_projector::store::connect(&env.database_url, dora_event::STORE_SCHEMA, 2)
+        .await
+        .unwrap();
+    Projector::new(
+        pool.clone(),
+        &stream,
+        &env.prefix,
+        &config.consumer,
+        config.ack_wait,
+        1000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(env.consumer_info().await.config.ack_wait, config.ack_wait);
+
+    // A deliver policy cannot change in place: the projector stops and names it.
+    stream.delete_consumer(&config.consumer).await.unwrap();
+    old.deliver_policy = async_nats::jetstream::consumer::DeliverPolicy::New;
+    stream.create_consumer(old).await.unwrap();
+    let err = Projector::new(
+        pool,
+        &stream,
+        &env.prefix,
+        &config.consumer,
+        config.ack_wait,
+        1000,
+    )
+    .await
+    .expect_err("a consumer that skips history is refused");
+    let text = err.to_string();
+    assert!(text.contains("deliver_policy"), "{text}");
+    assert!(text.contains("DORA_PROJECTOR_CONSUMER"), "{text}");
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_deleted_consumer_stops_the_projector_with_an_error() {
+    let env = TestEnv::new().await;
+    let projector = env.spawn_projector(env.projector_config()).await;
+    eventually("the consumer exists", || async {
+        env.js
+            .get_stream(&env.stream)
+            .await
+            .unwrap()
+            .consumer_info("dora-projector")
+            .await
+            .is_ok()
+    })
+    .await;
+    env.js
+        .get_stream(&env.stream)
+        .await
+        .unwrap()
+        .delete_consumer("dora-projector")
+        .await
+        .unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(60), projector.wait())
+        .await
+        .expect("the projector stops by itself");
+    let err = result.expect_err("a supervisor must see a failure, not a clean exit");
+    assert!(err.to_string().contains("consumer"), "{err:#}");
+    env.cleanup().await;
+}

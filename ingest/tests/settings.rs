@@ -1,0 +1,79 @@
+//! The real binary refuses bad settings at start, naming the setting and never
+//! printing a secret it was given.
+
+use std::process::Command;
+
+fn start(env: &[(&str, &str)]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_dora-ingest"))
+        .env_clear()
+        .envs(env.iter().copied())
+        // A port nobody listens on: a run that got past its settings fails fast.
+        .env(
+            "NATS_URL",
+            env.iter()
+                .find(|(k, _)| *k == "NATS_URL")
+                .map_or("nats://127.0.0.1:1", |(_, v)| v),
+        )
+        .output()
+        .expect("run dora-ingest");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn no_token_no_start() {
+    let (code, out) = start(&[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("DORA_INGEST_TOKENS"), "{out}");
+}
+
+#[test]
+fn a_malformed_setting_names_itself_and_hides_every_secret() {
+    // One short secret beside a good one: clap's own message would print both.
+    let (code, out) = start(&[(
+        "DORA_INGEST_TOKENS",
+        "ci=Sup3rSecretValue-123456,pager=sh0rtpw",
+    )]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("DORA_INGEST_TOKENS"), "{out}");
+    assert!(!out.contains("Sup3rSecretValue"), "{out}");
+    assert!(!out.contains("sh0rtpw"), "{out}");
+
+    let (code, out) = start(&[
+        ("DORA_INGEST_TOKENS", "ci=Sup3rSecretValue-123456"),
+        ("NATS_URL", "nats://dora:natsPassw0rd@[::1"),
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("NATS_URL"), "{out}");
+    assert!(!out.contains("natsPassw0rd"), "{out}");
+}
+
+#[test]
+fn nats_credentials_stay_out_of_the_startup_log_and_the_connect_error() {
+    let (code, out) = start(&[
+        ("DORA_INGEST_TOKENS", "ci=Sup3rSecretValue-123456"),
+        ("NATS_URL", "nats://dora:natsPassw0rd@127.0.0.1:1"),
+        ("DORA_INGEST_ADDR", "127.0.0.1:0"),
+    ]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("127.0.0.1:1"),
+        "the log names the server: {out}"
+    );
+    assert!(!out.contains("natsPassw0rd"), "{out}");
+    assert!(!out.contains("Sup3rSecretValue"), "{out}");
+}
+
+#[test]
+fn a_body_limit_that_refuses_every_event_is_refused() {
+    let (code, out) = start(&[
+        ("DORA_INGEST_TOKENS", "ci=Sup3rSecretValue-123456"),
+        ("DORA_INGEST_MAX_BODY_BYTES", "0"),
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("DORA_INGEST_MAX_BODY_BYTES"), "{out}");
+}
