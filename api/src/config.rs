@@ -32,12 +32,12 @@ pub struct Config {
         value_parser = clap::value_parser!(u32).range(1..=1000)
     )]
     pub db_connections: u32,
-    /// Regression alerts: when to check, what counts, where to send.
-    #[command(flatten)]
-    pub alerts: AlertSettings,
     /// How the API logs.
     #[command(flatten)]
     pub log: LogSettings,
+    /// Regression alerts: when to check, what counts, where to send.
+    #[command(flatten)]
+    pub alerts: AlertSettings,
 }
 
 impl fmt::Debug for Config {
@@ -46,8 +46,8 @@ impl fmt::Debug for Config {
             .field("database", &self.database)
             .field("addr", &self.addr)
             .field("db_connections", &self.db_connections)
-            .field("alerts", &self.alerts)
             .field("log", &self.log)
+            .field("alerts", &self.alerts)
             .finish()
     }
 }

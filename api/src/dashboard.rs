@@ -326,7 +326,7 @@ impl Metric {
                 count(r.change_failure_rate.attempts, "attempt", "attempts")
             ),
             Metric::TimeToRestore => format!(
-                "{} restored · {} still open",
+                "{} restored · {} open",
                 count(r.time_to_restore.samples, "incident", "incidents"),
                 r.time_to_restore.open_incidents
             ),

@@ -8,8 +8,8 @@
 //! - [`dora`]: the metrics over one window, in SQL.
 //! - [`http`]: the routes.
 //! - [`params`]: query-parameter checks, strict, per route.
-//! - [`alerts`]: regression alerts to Slack, and their state.
 //! - [`metrics`]: `GET /metrics`: request latency by route and the DORA gauges.
+//! - [`alerts`]: regression alerts to Slack, and their state.
 
 pub mod alerts;
 pub mod chart;

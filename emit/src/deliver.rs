@@ -130,16 +130,21 @@ async fn judge(endpoint: &str, response: reqwest::Response) -> Attempt {
     let text = response.text().await.unwrap_or_default();
     let json: Option<serde_json::Value> = serde_json::from_str(&text).ok();
     if status.is_success() {
-        let duplicates = json
-            .as_ref()
-            .and_then(|j| j.get("duplicates"))
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0);
-        return Attempt::Done(if duplicates > 0 {
-            Delivered::Duplicate
-        } else {
-            Delivered::Accepted
-        });
+        // Only the gateway's own 202 means stored: a 200 from whatever else answers at
+        // a wrong DORA_URL must not pass for a delivered event.
+        let count = |field: &str| {
+            json.as_ref()
+                .and_then(|j| j.get(field))
+                .and_then(serde_json::Value::as_u64)
+        };
+        return match (status, count("accepted"), count("duplicates")) {
+            (reqwest::StatusCode::ACCEPTED, Some(1), Some(0)) => Attempt::Done(Delivered::Accepted),
+            (reqwest::StatusCode::ACCEPTED, Some(1), Some(_)) => Attempt::Done(Delivered::Duplicate),
+            _ => Attempt::Refused(format!(
+                "{endpoint} answered {status} with {}, not dora-ingest's 202 {{\"accepted\": 1, ...}}: is DORA_URL the gateway?",
+                text.chars().take(200).collect::<String>()
+            )),
+        };
     }
     // The gateway names the problem in `error` (and `field`); anything else in front
     // of it (a proxy) gets its first line quoted.

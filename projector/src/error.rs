@@ -27,9 +27,6 @@ pub enum Error {
     /// The stream is missing or does not capture our subjects.
     #[error(transparent)]
     Stream(#[from] dora_event::stream::StreamError),
-    /// The HTTP server for health and metrics failed.
-    #[error("serving DORA_PROJECTOR_ADDR: {0}")]
-    Serve(std::io::Error),
     /// The durable consumer's message stream ended: it, or the stream, was deleted.
     #[error("the durable consumer stopped delivering (deleted, or its stream was); restart to recreate it")]
     ConsumerGone,
@@ -48,6 +45,9 @@ pub enum Error {
         /// Why it could not be changed.
         reason: String,
     },
+    /// The HTTP server for health and metrics failed.
+    #[error("serving DORA_PROJECTOR_ADDR: {0}")]
+    Serve(std::io::Error),
     /// Another replay holds the replay lock.
     #[error("another replay of this store is running")]
     ReplayRunning,

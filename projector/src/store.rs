@@ -161,30 +161,71 @@ WHERE d.event_id = fresh.event_id
   AND (d.failed_at, d.failed_by) IS DISTINCT FROM (fresh.failed_at, fresh.failed_by)
 "#;
 
-/// Re-pairs every incident open carrying one of the given ref_ids with the first close
-/// of that ref_id at or after it (ties: the earlier in the stream).
+/// Rebuilds the incidents of the given ref_ids from the log (CONTRACT.md section 5):
+/// walking a ref_id's opens in time order (ties: the earlier in the stream), an
+/// incident starts at an open, closes at the first close of the ref_id at or after it
+/// (ties: the earlier in the stream), and the next incident starts at the first open
+/// after that close. An open while an incident runs, up to and including its close's
+/// instant, re-triggers it: the same incident, one sample. `incident_facts` keeps one
+/// row per incident, keyed by its first open; the rows of re-triggering opens go.
+/// Recomputing the whole ref_id keeps it right when events arrive late or out of order.
 const RECOMPUTE_INCIDENTS: &str = r#"
-WITH refs AS (
+WITH RECURSIVE refs AS (
     SELECT DISTINCT ref_id FROM unnest($1::text[]) AS r(ref_id)
 ),
-fresh AS (
-    SELECT f.open_event_id, c.occurred_at AS closed_at, c.id AS close_event_id
+incidents AS (
+    SELECT o.ref_id, o.id AS open_id, o.occurred_at AS opened_at,
+           c.id AS close_id, c.occurred_at AS closed_at
     FROM refs
-    JOIN incident_facts f USING (ref_id)
+    CROSS JOIN LATERAL (
+        SELECT e.id, e.ref_id, e.occurred_at
+        FROM events e
+        WHERE e.kind = 'incident_opened' AND e.ref_id = refs.ref_id
+        ORDER BY e.occurred_at, e.stream_seq
+        LIMIT 1
+    ) o
     LEFT JOIN LATERAL (
         SELECT e.id, e.occurred_at
         FROM events e
-        WHERE e.kind = 'incident_closed' AND e.ref_id = f.ref_id
-          AND e.occurred_at >= f.opened_at
+        WHERE e.kind = 'incident_closed' AND e.ref_id = o.ref_id
+          AND e.occurred_at >= o.occurred_at
         ORDER BY e.occurred_at, e.stream_seq
         LIMIT 1
     ) c ON true
+  UNION ALL
+    SELECT o.ref_id, o.id, o.occurred_at, c.id, c.occurred_at
+    FROM incidents i
+    CROSS JOIN LATERAL (
+        SELECT e.id, e.ref_id, e.occurred_at
+        FROM events e
+        WHERE e.kind = 'incident_opened' AND e.ref_id = i.ref_id
+          AND e.occurred_at > i.closed_at
+        ORDER BY e.occurred_at, e.stream_seq
+        LIMIT 1
+    ) o
+    LEFT JOIN LATERAL (
+        SELECT e.id, e.occurred_at
+        FROM events e
+        WHERE e.kind = 'incident_closed' AND e.ref_id = o.ref_id
+          AND e.occurred_at >= o.occurred_at
+        ORDER BY e.occurred_at, e.stream_seq
+        LIMIT 1
+    ) c ON true
+),
+retriggers AS (
+    DELETE FROM incident_facts f
+    USING refs
+    WHERE f.ref_id = refs.ref_id
+      AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.open_id = f.open_event_id)
 )
-UPDATE incident_facts f
-SET closed_at = fresh.closed_at, close_event_id = fresh.close_event_id
-FROM fresh
-WHERE f.open_event_id = fresh.open_event_id
-  AND (f.closed_at, f.close_event_id) IS DISTINCT FROM (fresh.closed_at, fresh.close_event_id)
+INSERT INTO incident_facts AS f
+    (open_event_id, ref_id, service, environment, opened_at, closed_at, close_event_id)
+SELECT i.open_id, i.ref_id, e.service, e.environment, i.opened_at, i.closed_at, i.close_id
+FROM incidents i
+JOIN events e ON e.id = i.open_id
+ON CONFLICT (open_event_id) DO UPDATE
+SET closed_at = EXCLUDED.closed_at, close_event_id = EXCLUDED.close_event_id
+WHERE (f.closed_at, f.close_event_id) IS DISTINCT FROM (EXCLUDED.closed_at, EXCLUDED.close_event_id)
 "#;
 
 /// Keeps messages that failed validation; a redelivered one is kept once.

@@ -39,6 +39,31 @@ pub fn binary() -> &'static Path {
         if release {
             build.arg("--release");
         }
+        // Cargo gives the test process the tests crate's CARGO_MANIFEST_DIR, CARGO_PKG_*
+        // and so on. Build scripts (ring's) rerun when those change, so passing them
+        // on would rebuild half the tree here, and again in the next plain cargo run.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let from_test_run = [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_CFG_",
+            ]
+            .iter()
+            .any(|p| name.starts_with(p))
+                || [
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                    "OUT_DIR",
+                ]
+                .contains(&name.as_ref());
+            if from_test_run {
+                build.env_remove(name.as_ref());
+            }
+        }
         let output = build.output().expect("run cargo build -p dora-emit");
         assert!(output.status.success(), "cargo build -p dora-emit failed");
         String::from_utf8_lossy(&output.stdout)

@@ -182,8 +182,8 @@ impl TestEnv {
             },
             addr: "127.0.0.1:0".parse().expect("addr"),
             db_connections: 4,
-            alerts: dora_api::alerts::AlertSettings::default(),
             log: Default::default(),
+            alerts: dora_api::alerts::AlertSettings::default(),
         }
     }
 

@@ -30,21 +30,59 @@ SELECT count(*) FILTER (WHERE succeeded),
 FROM attempts
 "#;
 
-/// Time to restore and open incidents, pairing at query time.
+/// Time to restore and open incidents, pairing at query time. Each ref_id's events are
+/// walked in order (time, then stream): an open with no incident running starts one, the
+/// first close at or after its start ends it, and opens in between (up to the close's
+/// instant) re-trigger it. A close with nothing running is ignored.
 pub const NAIVE_INCIDENTS: &str = r#"
-WITH incidents AS (
-    SELECT o.occurred_at AS opened,
-           (SELECT c.occurred_at FROM events c
-            WHERE c.kind = 'incident_closed' AND c.ref_id = o.ref_id AND c.occurred_at >= o.occurred_at
-            ORDER BY c.occurred_at, c.stream_seq LIMIT 1) AS closed
-    FROM events o
-    WHERE o.kind = 'incident_opened' AND o.environment = $1 AND ($4::text IS NULL OR o.service = $4)
+WITH RECURSIVE ordered AS (
+    SELECT ref_id, kind, occurred_at, service, environment,
+           row_number() OVER (PARTITION BY ref_id ORDER BY occurred_at, stream_seq) AS n
+    FROM events
+    WHERE kind IN ('incident_opened', 'incident_closed')
+),
+walk AS (
+    -- state per ref_id after each event: the running incident's start (or null)
+    SELECT ref_id, n, occurred_at,
+           CASE WHEN kind = 'incident_opened' THEN occurred_at END AS started,
+           CASE WHEN kind = 'incident_opened' THEN service END AS service,
+           CASE WHEN kind = 'incident_opened' THEN environment END AS environment,
+           NULL::timestamptz AS ended
+    FROM ordered WHERE n = 1
+  UNION ALL
+    SELECT o.ref_id, o.n, o.occurred_at,
+           CASE WHEN o.starts THEN o.occurred_at ELSE w.started END,
+           CASE WHEN o.starts THEN o.service ELSE w.service END,
+           CASE WHEN o.starts THEN o.environment ELSE w.environment END,
+           CASE
+             WHEN o.starts THEN NULL
+             WHEN o.kind = 'incident_closed' AND w.started IS NOT NULL AND w.ended IS NULL
+               THEN o.occurred_at
+             ELSE w.ended
+           END
+    FROM walk w
+    CROSS JOIN LATERAL (
+        -- an open starts an incident when none has started, or the last one closed
+        -- strictly before it; any other open re-triggers the current one
+        SELECT x.*, (x.kind = 'incident_opened'
+                     AND (w.started IS NULL OR (w.ended IS NOT NULL AND x.occurred_at > w.ended))) AS starts
+        FROM ordered x WHERE x.ref_id = w.ref_id AND x.n = w.n + 1
+    ) o
+),
+incidents AS (
+    -- one row per incident: its start, and its close if one came
+    SELECT ref_id, started AS opened, min(ended) AS closed,
+           min(service) AS service, min(environment) AS environment
+    FROM walk
+    WHERE started IS NOT NULL
+    GROUP BY ref_id, started
 )
 SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM closed - opened)::float8)
            FILTER (WHERE closed >= $2 AND closed < $3),
        count(*) FILTER (WHERE closed >= $2 AND closed < $3),
        count(*) FILTER (WHERE opened < $3 AND (closed IS NULL OR closed >= $3))
 FROM incidents
+WHERE environment = $1 AND ($4::text IS NULL OR service = $4)
 "#;
 
 /// The index the naive attribution needs: the latest deploy of a service/env/sha.

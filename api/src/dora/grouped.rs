@@ -1,10 +1,14 @@
 //! Many windows, and optionally every service, in one pass (CONTRACT.md section 5.1).
 //!
-//! The windows are consecutive, so their starts and the last end form one sorted array
-//! of bounds, and `width_bucket` puts each row in its window exactly (timestamps, no
-//! arithmetic on seconds). Each metric family is one query over the whole span,
-//! grouped by window (and service); the per-window reports are then assembled by the
-//! same code as [`super::compute`], so the numbers are the ones `/dora` gives.
+//! Each metric family is one statement for all the windows. The deploy and restore
+//! families join the windows' bounds (`unnest ... WITH ORDINALITY`) laterally to the
+//! same aggregate [`super::compute`] runs, so each window is one range scan of the index
+//! `/dora` uses and the rows are grouped by window as they are read. (Bucketing the whole
+//! span with `width_bucket` and `GROUP BY` was tried first: on the 1M-event benchmark it
+//! sorted every row of the span before aggregating, and took about 4x as long.) Open
+//! incidents are read once and joined to the windows' ends. The per-window reports are
+//! then assembled by the same code as [`super::compute`], so the numbers are the ones
+//! `/dora` gives.
 
 use std::collections::BTreeMap;
 
@@ -13,38 +17,44 @@ use sqlx::PgPool;
 
 use super::{Counts, MetricsQuery, Report, Window};
 
-/// The deploy family of [`super::compute`], grouped by window and, when `$7`, service.
-/// `$2` is the bounds array: the windows' starts, then the last window's end.
+/// The deploy family of [`super::compute`] per window (`$2` starts, `$3` ends) and,
+/// when `$6`, per service.
 const DEPLOY_METRICS: &str = r#"
-SELECT
-    width_bucket(occurred_at, $2::timestamptz[])                      AS bucket,
-    CASE WHEN $7 THEN service END                                     AS service,
-    count(*) FILTER (WHERE succeeded)                                 AS deploys,
-    percentile_cont(0.5) WITHIN GROUP (ORDER BY lead_seconds)
-        FILTER (WHERE succeeded)                                      AS lead_median,
-    count(lead_seconds) FILTER (WHERE succeeded)                      AS lead_samples,
-    count(*) FILTER (WHERE failed_at <= $5)                           AS failed,
-    count(*)                                                          AS attempts
-FROM deploy_facts
-WHERE environment = $1
-  AND ($6::text IS NULL OR service = $6)
-  AND occurred_at >= $3 AND occurred_at < $4
-GROUP BY 1, 2
+SELECT w.k::int4 AS bucket, m.*
+FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS w(start_at, end_at, k)
+CROSS JOIN LATERAL (
+    SELECT
+        CASE WHEN $6 THEN service END                                 AS service,
+        count(*) FILTER (WHERE succeeded)                             AS deploys,
+        percentile_cont(0.5) WITHIN GROUP (ORDER BY lead_seconds)
+            FILTER (WHERE succeeded)                                  AS lead_median,
+        count(lead_seconds) FILTER (WHERE succeeded)                  AS lead_samples,
+        count(*) FILTER (WHERE failed_at <= $4)                       AS failed,
+        count(*)                                                      AS attempts
+    FROM deploy_facts
+    WHERE environment = $1
+      AND ($5::text IS NULL OR service = $5)
+      AND occurred_at >= w.start_at AND occurred_at < w.end_at
+    GROUP BY 1
+) m
 "#;
 
-/// Time to restore, grouped by the window the close falls in (and service).
+/// Time to restore per window the close falls in (and, when `$5`, per service).
 const RESTORE_TIMES: &str = r#"
-SELECT
-    width_bucket(closed_at, $2::timestamptz[])                        AS bucket,
-    CASE WHEN $6 THEN service END                                     AS service,
-    percentile_cont(0.5) WITHIN GROUP (
-        ORDER BY extract(epoch FROM closed_at - opened_at)::float8)   AS median,
-    count(*)                                                          AS samples
-FROM incident_facts
-WHERE environment = $1
-  AND ($5::text IS NULL OR service = $5)
-  AND closed_at >= $3 AND closed_at < $4
-GROUP BY 1, 2
+SELECT w.k::int4 AS bucket, r.*
+FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS w(start_at, end_at, k)
+CROSS JOIN LATERAL (
+    SELECT
+        CASE WHEN $5 THEN service END                                 AS service,
+        percentile_cont(0.5) WITHIN GROUP (
+            ORDER BY extract(epoch FROM closed_at - opened_at)::float8) AS median,
+        count(*)                                                      AS samples
+    FROM incident_facts
+    WHERE environment = $1
+      AND ($4::text IS NULL OR service = $4)
+      AND closed_at >= w.start_at AND closed_at < w.end_at
+    GROUP BY 1
+) r
 "#;
 
 /// Open incidents at each window's end (`$2`, the ends, oldest first): an incident is
@@ -101,8 +111,8 @@ pub async fn compute_grouped(
     let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
         return Ok(Vec::new());
     };
-    let (span_start, span_end) = (first.start, last.end);
-    let bounds: Vec<DateTime<Utc>> = spans.iter().map(|w| w.start).chain([span_end]).collect();
+    let span_end = last.end;
+    let starts: Vec<DateTime<Utc>> = spans.iter().map(|w| w.start).collect();
     let ends: Vec<DateTime<Utc>> = spans.iter().map(|w| w.end).collect();
     let service = query.service.as_deref();
     let env = query.environment.as_str();
@@ -110,9 +120,8 @@ pub async fn compute_grouped(
     let mut tx = super::snapshot(pool).await?;
     let deploy_rows: Vec<DeployRow> = sqlx::query_as(DEPLOY_METRICS)
         .bind(env)
-        .bind(&bounds)
-        .bind(span_start)
-        .bind(span_end)
+        .bind(&starts)
+        .bind(&ends)
         .bind(query.as_of)
         .bind(service)
         .bind(by_service)
@@ -120,9 +129,8 @@ pub async fn compute_grouped(
         .await?;
     let restore_rows: Vec<(i32, Option<String>, Option<f64>, i64)> = sqlx::query_as(RESTORE_TIMES)
         .bind(env)
-        .bind(&bounds)
-        .bind(span_start)
-        .bind(span_end)
+        .bind(&starts)
+        .bind(&ends)
         .bind(service)
         .bind(by_service)
         .fetch_all(&mut *tx)
@@ -138,7 +146,6 @@ pub async fn compute_grouped(
         .await?;
     tx.commit().await?;
 
-    // Buckets are 1-based: bucket b is window b - 1.
     let mut counts: BTreeMap<(usize, Option<String>), Counts> = BTreeMap::new();
     if !by_service {
         for k in 0..spans.len() {
@@ -179,9 +186,8 @@ pub async fn compute_grouped(
         .collect())
 }
 
-/// `width_bucket` and `WITH ORDINALITY` count from 1. The rows are filtered to the
-/// span, so every bucket is a window; anything else would be dropped by the caller's
-/// range check (`usize::MAX` is never a window).
+/// `WITH ORDINALITY` counts from 1, so every bucket is a window; anything else would
+/// be dropped by the caller's range check (`usize::MAX` is never a window).
 fn window_of(bucket: i32) -> usize {
     usize::try_from(bucket - 1).unwrap_or(usize::MAX)
 }

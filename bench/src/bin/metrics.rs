@@ -79,8 +79,8 @@ async fn main() -> anyhow::Result<()> {
         },
         addr: listener.local_addr()?,
         db_connections: 4,
-        alerts: dora_api::alerts::AlertSettings::default(),
         log: Default::default(),
+        alerts: dora_api::alerts::AlertSettings::default(),
     };
     let api = tokio::spawn(dora_api::run(config, listener, rx));
     let client = reqwest::Client::new();

@@ -225,7 +225,7 @@ async fn cards_show_current_prior_change_and_direction_by_polarity() {
         &[
             "elite",
             "30 minutes",
-            "1 incident restored · 1 still open",
+            "1 incident restored · 1 open",
             "▼ better",
             "−23.5 hours",
             "Prior window: 24 hours",

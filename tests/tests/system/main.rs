@@ -9,6 +9,7 @@ mod api;
 mod dashboard;
 mod demo;
 mod emit;
+mod emit_ci_files;
 mod ingest;
 mod metrics;
 mod observe;

@@ -254,6 +254,54 @@ async fn time_to_restore_pairs_opens_with_their_first_close() {
     env.cleanup().await;
 }
 
+/// CONTRACT.md section 5: an open while an incident runs re-triggers it (one sample,
+/// one open incident); after the close, an open starts a new one. The same log sent
+/// in reverse order must give the same incidents.
+#[tokio::test]
+async fn a_reopened_incident_is_one_incident_until_it_closes() {
+    let log = vec![
+        opened("ra", "INC-R", "2026-03-10T00:00:00Z"),
+        opened("rb", "INC-R", "2026-03-10T02:00:00Z"), // re-trigger
+        closed("rc", "INC-R", "2026-03-10T04:00:00Z"), // 4 h
+        opened("rd", "INC-R", "2026-03-10T04:00:00Z"), // at the close's instant: re-trigger
+        opened("re", "INC-R", "2026-03-11T00:00:00Z"), // a new incident
+        closed("rf", "INC-R", "2026-03-11T03:00:00Z"), // 3 h
+        closed("rg", "INC-R", "2026-03-11T05:00:00Z"), // nothing running: ignored
+        opened("rh", "INC-R", "2026-03-12T00:00:00Z"), // a third, never closed
+        opened("ri", "INC-R", "2026-03-13T00:00:00Z"), // re-trigger of the third
+    ];
+    for order in ["in order", "reversed"] {
+        let env = TestEnv::new().await;
+        let mut events = log.clone();
+        if order == "reversed" {
+            events.reverse();
+        }
+        for event in &events {
+            env.seed(std::slice::from_ref(event)).await;
+        }
+        let r = report(&env, &query(7, 0, None, "prod")).await;
+        assert_eq!(r.time_to_restore.samples, 2, "{order}");
+        assert_eq!(
+            r.time_to_restore.median_seconds,
+            Some(3.5 * 3600.0),
+            "{order}"
+        );
+        assert_eq!(r.time_to_restore.open_incidents, 1, "{order}");
+        let starts: Vec<String> =
+            sqlx::query_scalar("SELECT open_event_id FROM incident_facts ORDER BY opened_at")
+                .fetch_all(&env.pool)
+                .await
+                .unwrap();
+        assert_eq!(starts, ["ra", "re", "rh"], "{order}");
+        // Before the third incident's re-trigger it is open as well.
+        let mid = report(&env, &query(7, 4, None, "prod")).await;
+        assert_eq!(mid.window.end, t("2026-03-12T00:00:00Z"));
+        assert_eq!(mid.time_to_restore.samples, 2, "{order}");
+        assert_eq!(mid.time_to_restore.open_incidents, 0, "{order}");
+        env.cleanup().await;
+    }
+}
+
 #[tokio::test]
 async fn windows_are_start_inclusive_end_exclusive_and_offset_moves_them() {
     let env = TestEnv::new().await;
