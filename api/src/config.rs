@@ -32,6 +32,16 @@ pub struct Config {
         value_parser = clap::value_parser!(u32).range(1..=1000)
     )]
     pub db_connections: u32,
+    /// Longest one metrics query may run (`30s`, `2m`); PostgreSQL then cancels it and
+    /// the caller gets a `503`, so a whole-history question cannot hold the pool.
+    #[arg(
+        long,
+        env = "DORA_API_STATEMENT_TIMEOUT",
+        value_name = "DORA_API_STATEMENT_TIMEOUT",
+        default_value = "30s",
+        value_parser = statement_timeout
+    )]
+    pub statement_timeout: std::time::Duration,
     /// How the API logs.
     #[command(flatten)]
     pub log: LogSettings,
@@ -46,8 +56,16 @@ impl fmt::Debug for Config {
             .field("database", &self.database)
             .field("addr", &self.addr)
             .field("db_connections", &self.db_connections)
+            .field("statement_timeout", &self.statement_timeout)
             .field("log", &self.log)
             .field("alerts", &self.alerts)
             .finish()
+    }
+}
+
+fn statement_timeout(value: &str) -> Result<std::time::Duration, String> {
+    match crate::alerts::settings::parse_duration(value)? {
+        d if d.is_zero() => Err("must be longer than 0s (0 would mean no limit)".to_owned()),
+        d => Ok(d),
     }
 }

@@ -46,13 +46,17 @@ impl IntoResponse for Error {
                 Json(json!({"error": message, "param": param})),
             )
                 .into_response(),
+            Error::Database(sqlx::Error::PoolTimedOut) => busy(
+                "every database connection of dora-api is in use; retry shortly",
+            ),
+            Error::Database(sqlx::Error::Database(e)) if e.code().as_deref() == Some("57014") => {
+                busy("the query ran past DORA_API_STATEMENT_TIMEOUT and was cancelled; ask for a shorter window or one service")
+            }
             other => {
                 // The details go to the log, not to the caller.
                 tracing::error!(error = %other, "request failed");
                 let status = match &other {
-                    Error::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    }
+                    Error::Database(sqlx::Error::Io(_)) => StatusCode::SERVICE_UNAVAILABLE,
                     _ => StatusCode::INTERNAL_SERVER_ERROR,
                 };
                 (
@@ -65,6 +69,21 @@ impl IntoResponse for Error {
             }
         }
     }
+}
+
+/// A `503` the caller can act on: what happened, and when to ask again.
+fn busy(message: &str) -> Response {
+    tracing::warn!(message, "request refused");
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "error": message })),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("5"),
+    );
+    response
 }
 
 /// Shorthand for the API's results.

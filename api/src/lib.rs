@@ -34,6 +34,15 @@ pub use error::{Error, Result};
 /// A read-only pool on the live store. `lazy`: the API starts, and says so on
 /// `/readyz`, even while the database is down.
 pub fn connect(database_url: &str, max_connections: u32) -> Result<PgPool> {
+    connect_with_timeout(database_url, max_connections, Duration::from_secs(30))
+}
+
+/// [`connect`], with queries cancelled after `statement_timeout`.
+pub fn connect_with_timeout(
+    database_url: &str,
+    max_connections: u32,
+    statement_timeout: Duration,
+) -> Result<PgPool> {
     let options = PgConnectOptions::from_str(database_url)?
         .options([
             ("search_path", dora_event::STORE_SCHEMA),
@@ -42,8 +51,11 @@ pub fn connect(database_url: &str, max_connections: u32) -> Result<PgPool> {
             // The metric queries take an optional `service`; a plan made for the actual
             // parameters uses the right index, a generic plan cannot.
             ("plan_cache_mode", "force_custom_plan"),
-            ("statement_timeout", "30s"),
         ])
+        .options([(
+            "statement_timeout",
+            format!("{}ms", statement_timeout.as_millis()),
+        )])
         .application_name("dora-api");
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
@@ -70,7 +82,11 @@ pub async fn run(
             message: format!("the default from DORA_API_ADDR, {base}, is not a URL: {e}"),
         })?);
     }
-    let pool = connect(&config.database.url, config.db_connections)?;
+    let pool = connect_with_timeout(
+        &config.database.url,
+        config.db_connections,
+        config.statement_timeout,
+    )?;
     let pools = alerts::Pools {
         store: pool.clone(),
         alerts: alerts::store::connect(&config.database.url, 2)?,

@@ -176,13 +176,15 @@ async fn late_and_out_of_order_arrivals_give_the_same_answer() {
     for q in [
         query(7, 0, None, "prod"),
         query(3, 2, Some("api"), "prod"),
-        query(7, 0, None, "staging"),
+        query(30, 0, Some("api"), "prod"),
     ] {
-        assert_eq!(
-            report(&in_order, &q).await,
-            report(&reversed, &q).await,
-            "{q:?}"
+        let expected = report(&in_order, &q).await;
+        // Each compared window holds failures, so equal answers say something.
+        assert!(
+            expected.change_failure_rate.failed > 0 && expected.change_failure_rate.attempts > 1,
+            "{q:?}: {expected:?}"
         );
+        assert_eq!(expected, report(&reversed, &q).await, "{q:?}");
     }
     // An earlier deploy of the same sha arriving late does not steal a marker...
     reversed
