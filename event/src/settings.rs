@@ -22,12 +22,12 @@ pub struct StreamSettings {
 pub struct LogSettings {
     /// `text` for people (colour only when stderr is a terminal), `json` for log
     /// shippers: one JSON object per line.
-    #[arg(long = "log-format", env = "DORA_LOG_FORMAT", value_name = "DORA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long = "log-format", env = "DORA_LOG_FORMAT", value_name = "DORA_LOG_FORMAT", default_value = "text", value_parser = log_format)]
     pub format: LogFormat,
 }
 
 /// The shape of log lines on stderr.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LogFormat {
     /// Human-readable lines.
     #[default]
@@ -114,6 +114,16 @@ fn database_url(value: &str) -> Result<String, String> {
         .parse::<sqlx::postgres::PgConnectOptions>()
         .map(|_| value.to_owned())
         .map_err(|e| format!("not a PostgreSQL URL: {e}"))
+}
+
+// A parser of our own rather than clap's value enum: its message says what is accepted
+// even where the process hides refused values (they may be secrets elsewhere).
+fn log_format(value: &str) -> Result<LogFormat, String> {
+    match value {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("must be `text` or `json`".to_owned()),
+    }
 }
 
 fn nats_url(value: &str) -> Result<String, String> {
