@@ -10,7 +10,9 @@
 //! - [`stream`]: the JetStream stream that is the source of truth.
 
 mod model;
+#[cfg(feature = "process")]
 pub mod observe;
+#[cfg(feature = "process")]
 pub mod process;
 pub mod settings;
 pub mod stream;

@@ -38,6 +38,7 @@ pub enum LogFormat {
 
 /// Where the store lives. Flattened into the projector's and the API's config; its
 /// `Debug` hides the password, so a config can be logged whole.
+#[cfg(feature = "database")]
 #[derive(Clone, clap::Args)]
 pub struct DatabaseSettings {
     /// PostgreSQL holding the store; dora-projector owns and migrates its schema,
@@ -82,6 +83,7 @@ pub fn redact_nats_url(urls: &str) -> String {
         .join(",")
 }
 
+#[cfg(feature = "database")]
 impl fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatabaseSettings")
@@ -106,6 +108,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+#[cfg(feature = "database")]
 fn database_url(value: &str) -> Result<String, String> {
     if !(value.starts_with("postgres://") || value.starts_with("postgresql://")) {
         return Err("must start with postgres:// or postgresql://".to_owned());
@@ -153,6 +156,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "database")]
     fn passwords_stay_out_of_logs() {
         assert_eq!(
             redact_url("postgres://dora:s3cret@db:5432/dora"),
@@ -194,6 +198,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "database")]
     fn only_postgres_urls() {
         assert!(database_url("postgres://u@h/db").is_ok());
         assert!(database_url("postgresql://u@h/db").is_ok());
