@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use clap::Parser;
-use dora_event::settings::{DatabaseSettings, LogSettings};
+use dora_event::settings::{DatabaseSettings, HttpSettings, LogSettings};
 
 use crate::alerts::AlertSettings;
 
@@ -42,6 +42,9 @@ pub struct Config {
         value_parser = statement_timeout
     )]
     pub statement_timeout: std::time::Duration,
+    /// Timeouts and the in-flight limit of the HTTP server.
+    #[command(flatten)]
+    pub http: HttpSettings,
     /// How the API logs.
     #[command(flatten)]
     pub log: LogSettings,
@@ -57,6 +60,7 @@ impl fmt::Debug for Config {
             .field("addr", &self.addr)
             .field("db_connections", &self.db_connections)
             .field("statement_timeout", &self.statement_timeout)
+            .field("http", &self.http)
             .field("log", &self.log)
             .field("alerts", &self.alerts)
             .finish()

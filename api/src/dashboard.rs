@@ -26,7 +26,13 @@ pub const TREND_WINDOWS: u32 = 12;
 /// Failed deploys and open incidents listed on the page; the JSON has them all.
 const LISTED: u32 = 25;
 
-/// `GET /dashboard`.
+/// The weekly delivery review, an HTML page (CONTRACT.md section 5.4).
+#[utoipa::path(get, path = "/dashboard", tag = "metrics", params(params::DashboardQuery), responses(
+    (status = 200, description = "The page", body = String, content_type = "text/html; charset=utf-8"),
+    (status = 400, description = "A bad, unknown or repeated parameter, named in `param`", body = crate::ErrorBody),
+    (status = 503, description = "The database is busy, slow or unreachable, or too many requests in flight: retry", body = crate::ErrorBody,
+     headers(("Retry-After" = u32, description = "Seconds to wait"))),
+))]
 pub async fn get_dashboard(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,

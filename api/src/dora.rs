@@ -39,7 +39,7 @@ pub struct MetricsQuery {
 }
 
 /// `[start, end)` of a query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Window {
     /// Inclusive.
     pub start: DateTime<Utc>,
@@ -65,7 +65,7 @@ impl MetricsQuery {
 }
 
 /// The `/dora` answer. Fields may be added; none is ever renamed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Report {
     /// The window measured.
     pub window: Window,
@@ -86,7 +86,7 @@ pub struct Report {
 }
 
 /// Deployment frequency.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeploymentFrequency {
     /// Successful deploy attempts in the window.
     pub deploys: i64,
@@ -97,7 +97,7 @@ pub struct DeploymentFrequency {
 }
 
 /// Lead time for changes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LeadTime {
     /// Interpolated median of `occurred_at - commit_at`; `null` without samples.
     pub median_seconds: Option<f64>,
@@ -108,7 +108,7 @@ pub struct LeadTime {
 }
 
 /// Change failure rate.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ChangeFailureRate {
     /// Attempts in the window that failed (known by `as_of`).
     pub failed: i64,
@@ -121,7 +121,7 @@ pub struct ChangeFailureRate {
 }
 
 /// Time to restore (failed deployment recovery time).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TimeToRestore {
     /// Interpolated median of `closed - opened` over incidents closed in the window.
     pub median_seconds: Option<f64>,

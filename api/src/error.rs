@@ -3,7 +3,28 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+
+/// Every refusal's body: what is wrong, and for a bad parameter which.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong, in a sentence a person can act on.
+    pub error: String,
+    /// The query parameter at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub param: Option<String>,
+}
+
+impl ErrorBody {
+    /// A body without a parameter.
+    pub fn new(error: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            error: error.into(),
+            param: None,
+        }
+    }
+}
 
 /// Everything the API can refuse or fail at.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +64,10 @@ impl IntoResponse for Error {
         match self {
             Error::BadParam { param, message } => (
                 StatusCode::BAD_REQUEST,
-                Json(json!({"error": message, "param": param})),
+                Json(ErrorBody {
+                    error: message,
+                    param: Some(param),
+                }),
             )
                 .into_response(),
             Error::Database(sqlx::Error::PoolTimedOut) => busy(
@@ -61,9 +85,9 @@ impl IntoResponse for Error {
                 };
                 (
                     status,
-                    Json(
-                        json!({"error": "the metrics could not be computed; see the dora-api log"}),
-                    ),
+                    Json(ErrorBody::new(
+                        "the metrics could not be computed; see the dora-api log",
+                    )),
                 )
                     .into_response()
             }
@@ -76,7 +100,7 @@ fn busy(message: &str) -> Response {
     tracing::warn!(message, "request refused");
     let mut response = (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({ "error": message })),
+        Json(ErrorBody::new(message)),
     )
         .into_response();
     response.headers_mut().insert(

@@ -1,5 +1,7 @@
 //! The API's routes: `GET /dora`, `/dora/trend`, `/dora/failures`, `/dashboard` (and
-//! `/` to it), `/alerts`, `/healthz`, `/readyz`. Handlers parse and render; the SQL is in [`dora`].
+//! `/` to it), `/alerts`, `/healthz`, `/readyz`, `/openapi.json`. Handlers parse and
+//! render; the SQL is in [`dora`]. Each route is registered with its OpenAPI
+//! description (see [`crate::openapi`]), so the document names exactly the routes served.
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -8,15 +10,18 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
 use sqlx::PgPool;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::alerts;
+use crate::alerts::store::Overview;
 use crate::dashboard;
 use crate::dora::failures::{self, Failures};
 use crate::dora::{self, MetricsQuery, Report};
-use crate::error::Result;
+use crate::error::{ErrorBody, Result};
 use crate::params;
 
 /// What the handlers share.
@@ -28,21 +33,60 @@ pub struct AppState {
     pub alerts: PgPool,
 }
 
-/// The API's router.
+/// The API's router, with `/openapi.json` describing it.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/dora", get(get_dora))
-        .route("/dora/trend", get(get_trend))
-        .route("/dora/failures", get(get_failures))
-        .route("/dashboard", get(dashboard::get_dashboard))
-        .route("/", get(|| async { Redirect::to("/dashboard") }))
-        .route("/alerts", get(get_alerts))
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
+    let (router, doc) = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(get_dora))
+        .routes(routes!(get_trend))
+        .routes(routes!(get_failures))
+        .routes(routes!(dashboard::get_dashboard))
+        .routes(routes!(root))
+        .routes(routes!(get_alerts))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .split_for_parts();
+    let doc = std::sync::Arc::new(doc);
+    router
+        .route("/openapi.json", get(move || async move { Json(doc) }))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
+/// What `/healthz` and `/readyz` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` (alive), `ready`, or `unavailable`.
+    pub status: &'static str,
+    /// Why it is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub error: Option<String>,
+}
+
+/// The dashboard.
+#[utoipa::path(get, path = "/", tag = "metrics", responses(
+    (status = 303, description = "To the dashboard", headers(("Location" = String, description = "`/dashboard`"))),
+))]
+async fn root() -> Redirect {
+    Redirect::to("/dashboard")
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Alive", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        error: None,
+    })
+}
+
+/// The four metrics over one window (CONTRACT.md section 5).
+#[utoipa::path(get, path = "/dora", tag = "metrics", params(params::WindowQuery), responses(
+    (status = 200, description = "The report", body = Report),
+    (status = 400, description = "A bad, unknown or repeated parameter, named in `param`", body = ErrorBody),
+    (status = 503, description = "The database is busy, slow or unreachable, or too many requests in flight: retry", body = ErrorBody,
+     headers(("Retry-After" = u32, description = "Seconds to wait"))),
+))]
 async fn get_dora(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
@@ -52,7 +96,7 @@ async fn get_dora(
 }
 
 /// The `/dora/trend` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Trend {
     /// Each window's length.
     pub days: u32,
@@ -64,6 +108,13 @@ pub struct Trend {
     pub windows: Vec<Report>,
 }
 
+/// Consecutive windows, oldest first (CONTRACT.md section 5.1).
+#[utoipa::path(get, path = "/dora/trend", tag = "metrics", params(params::WindowQuery, params::TrendQuery), responses(
+    (status = 200, description = "The reports", body = Trend),
+    (status = 400, description = "A bad, unknown or repeated parameter, named in `param`", body = ErrorBody),
+    (status = 503, description = "The database is busy, slow or unreachable, or too many requests in flight: retry", body = ErrorBody,
+     headers(("Retry-After" = u32, description = "Seconds to wait"))),
+))]
 async fn get_trend(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
@@ -78,6 +129,13 @@ async fn get_trend(
     }))
 }
 
+/// The failed deploy attempts of a window and what failed each (CONTRACT.md section 5.2).
+#[utoipa::path(get, path = "/dora/failures", tag = "metrics", params(params::WindowQuery, params::LimitQuery), responses(
+    (status = 200, description = "The failures, newest first", body = Failures),
+    (status = 400, description = "A bad, unknown or repeated parameter, named in `param`", body = ErrorBody),
+    (status = 503, description = "The database is busy, slow or unreachable, or too many requests in flight: retry", body = ErrorBody,
+     headers(("Retry-After" = u32, description = "Seconds to wait"))),
+))]
 async fn get_failures(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
@@ -90,19 +148,29 @@ async fn get_failures(
 
 /// The state of every scope that ever fired and the newest messages (`limit`, 1-1000,
 /// default 100).
+#[utoipa::path(get, path = "/alerts", tag = "alerts", params(params::LimitQuery), responses(
+    (status = 200, description = "Scopes and messages", body = Overview),
+    (status = 400, description = "A bad, unknown or repeated parameter, named in `param`", body = ErrorBody),
+    (status = 503, description = "The alert state is unavailable, or too many requests in flight", body = ErrorBody,
+     headers(("Retry-After" = u32, description = "Seconds to wait, when refused for load"))),
+))]
 async fn get_alerts(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
     let p = params::parse(query.as_deref().unwrap_or(""), now(), &["limit"])?;
     match alerts::store::overview(&state.alerts, p.limit).await {
-        Ok(overview) => Ok((StatusCode::OK, Json(json!(overview)))),
+        Ok(overview) => Ok(Json(overview).into_response()),
         Err(e) => {
             tracing::warn!(error = %e, "GET /alerts: the alert state is unavailable");
             Ok((
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": "the alert state is unavailable; see the dora-api log"})),
-            ))
+                Json(ErrorBody::new(
+                    "the alert state is unavailable; see the dora-api log",
+                )),
+            )
+                .into_response())
         }
     }
 }
@@ -113,22 +181,34 @@ pub(crate) fn now() -> DateTime<Utc> {
 }
 
 /// Ready when the database answers and the store's schema is there.
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "Ready", body = Health),
+    (status = 503, description = "The database unreachable, the store not migrated, or too many requests in flight", body = Health,
+     headers(("Retry-After" = u32, description = "Seconds to wait, when refused for load"))),
+))]
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let unavailable = |error: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "unavailable",
+                error: Some(error),
+            }),
+        )
+    };
     match sqlx::query_scalar::<_, bool>("SELECT to_regclass('deploy_facts') IS NOT NULL")
         .fetch_one(&state.pool)
         .await
     {
-        Ok(true) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Ok(false) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(
-                json!({"status": "unavailable", "error": "the store is not migrated yet: start dora-projector"}),
-            ),
+        Ok(true) => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ready",
+                error: None,
+            }),
         ),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "error": format!("database: {e}")})),
-        ),
+        Ok(false) => unavailable("the store is not migrated yet: start dora-projector".to_owned()),
+        Err(e) => unavailable(format!("database: {e}")),
     }
 }
 

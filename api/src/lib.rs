@@ -9,6 +9,7 @@
 //! - [`http`]: the routes.
 //! - [`params`]: query-parameter checks, strict, per route.
 //! - [`metrics`]: `GET /metrics`: request latency by route and the DORA gauges.
+//! - [`openapi`]: the top of the document `/openapi.json` serves.
 //! - [`alerts`]: regression alerts to Slack, and their state.
 
 pub mod alerts;
@@ -19,6 +20,7 @@ pub mod dora;
 mod error;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod params;
 
 use std::str::FromStr;
@@ -29,7 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use config::Config;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorBody, Result};
 
 /// A read-only pool on the live store. `lazy`: the API starts, and says so on
 /// `/readyz`, even while the database is down.
@@ -105,9 +107,11 @@ pub async fn run(
         alerts: pools.alerts.clone(),
     };
     let app = metrics.instrument(http::app(state));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(dora_event::process::requested(shutdown))
-        .await;
+    let limits = dora_event::serve::Limits {
+        settings: config.http,
+        on_timeout: "ask for a shorter window or one service, or retry shortly",
+    };
+    let served = dora_event::serve::serve(listener, app, limits, shutdown).await;
     // The loop sees the same shutdown; an undelivered message waits in the outbox.
     let _ = checker.await;
     pools.alerts.close().await;

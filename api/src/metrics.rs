@@ -349,7 +349,13 @@ async fn compute(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<Report>, sqlx:
     Ok(reports)
 }
 
-async fn serve(State(metrics): State<ApiMetrics>) -> Response {
+/// The Prometheus series, in the OpenMetrics text format.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses(
+    (status = 200, description = "The series", body = String, content_type = dora_event::observe::CONTENT_TYPE),
+    (status = 503, description = "Too many requests in flight", body = crate::ErrorBody,
+     headers(("Retry-After" = u32, description = "Seconds to wait"))),
+))]
+pub(crate) async fn serve(State(metrics): State<ApiMetrics>) -> Response {
     // Held until the text is written: another scrape's recomputation must not clear
     // the gauges halfway through this one's.
     let mut computed_at = metrics.computed_at.lock().await;

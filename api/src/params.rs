@@ -24,6 +24,68 @@ pub const FAILURES: &[&str] = &["days", "offset", "as_of", "service", "environme
 /// one before it, so it takes no `offset`.
 pub const DASHBOARD: &[&str] = &["days", "as_of", "service", "environment"];
 
+/// The window and scope every metrics route takes, as `/openapi.json` describes them
+/// (the parsing is [`parse`]'s; a test holds the two together).
+#[allow(dead_code)] // Described, never built.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WindowQuery {
+    /// Window length in days.
+    #[param(nullable = false, minimum = 1, maximum = 3650, default = 7)]
+    days: Option<u32>,
+    /// Days between the window's end and `as_of`.
+    #[param(nullable = false, minimum = 0, maximum = 3650, default = 0)]
+    offset: Option<u32>,
+    /// The instant asked about (RFC 3339); now when missing.
+    #[param(nullable = false)]
+    as_of: Option<DateTime<Utc>>,
+    /// One service; all when missing.
+    #[param(nullable = false, pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    service: Option<String>,
+    /// The environment.
+    #[param(nullable = false, pattern = "^[A-Za-z0-9_-]{1,64}$", default = "prod")]
+    environment: Option<String>,
+}
+
+/// `/dora/trend`'s own parameter.
+#[allow(dead_code)]
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrendQuery {
+    /// Consecutive windows, oldest first.
+    #[param(nullable = false, minimum = 1, maximum = 104, default = 12)]
+    windows: Option<u32>,
+}
+
+/// The `limit` of `/dora/failures` and `/alerts`.
+#[allow(dead_code)]
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LimitQuery {
+    /// Most items listed.
+    #[param(nullable = false, minimum = 1, maximum = 1000, default = 100)]
+    limit: Option<u32>,
+}
+
+/// `/dashboard`'s parameters: its form sends `service=` for all services.
+#[allow(dead_code)]
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DashboardQuery {
+    /// Window length in days.
+    #[param(nullable = false, minimum = 1, maximum = 3650, default = 7)]
+    days: Option<u32>,
+    /// The instant asked about (RFC 3339); now when missing.
+    #[param(nullable = false)]
+    as_of: Option<DateTime<Utc>>,
+    /// One service; all when missing or empty.
+    #[param(nullable = false, pattern = "^[A-Za-z0-9_-]{0,64}$")]
+    service: Option<String>,
+    /// The environment.
+    #[param(nullable = false, pattern = "^[A-Za-z0-9_-]{1,64}$", default = "prod")]
+    environment: Option<String>,
+}
+
 /// A parsed query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
@@ -163,6 +225,29 @@ mod tests {
             ("window=3", TREND, "window"),
         ] {
             assert_eq!(param_of(raw, accepted), param, "{raw}");
+        }
+    }
+
+    fn described<P: utoipa::IntoParams>() -> Vec<String> {
+        P::into_params(|| None)
+            .into_iter()
+            .map(|p| p.name)
+            .collect()
+    }
+
+    #[test]
+    fn the_document_names_the_parameters_each_route_parses() {
+        let window = described::<WindowQuery>();
+        let trend = [window.clone(), described::<TrendQuery>()].concat();
+        let failures = [window.clone(), described::<LimitQuery>()].concat();
+        for (doc, parsed) in [
+            (window, DORA),
+            (trend, TREND),
+            (failures, FAILURES),
+            (described::<DashboardQuery>(), DASHBOARD),
+            (described::<LimitQuery>(), &["limit"][..]),
+        ] {
+            assert_eq!(doc, parsed);
         }
     }
 

@@ -8,12 +8,15 @@
 //! - [`subject`]: the NATS subject an event travels on, and the check that a message's
 //!   subject agrees with its body.
 //! - [`stream`]: the JetStream stream that is the source of truth.
+//! - `serve` (feature `process`): the HTTP server with its timeouts and in-flight limit.
 
 mod model;
 #[cfg(feature = "process")]
 pub mod observe;
 #[cfg(feature = "process")]
 pub mod process;
+#[cfg(feature = "process")]
+pub mod serve;
 pub mod settings;
 pub mod stream;
 pub mod subject;

@@ -1,6 +1,7 @@
 //! Settings the processes share (CONTRACT.md section 6).
 
 use std::fmt;
+use std::time::Duration;
 
 /// Where the stream lives. Flattened into the gateway's and the projector's config; its
 /// `Debug` hides credentials in `NATS_URL`.
@@ -24,6 +25,71 @@ pub struct LogSettings {
     /// shippers: one JSON object per line.
     #[arg(long = "log-format", env = "DORA_LOG_FORMAT", value_name = "DORA_LOG_FORMAT", default_value = "text", value_parser = log_format)]
     pub format: LogFormat,
+}
+
+/// Limits on the HTTP server of the gateway and the API, so that no client can hold a
+/// connection, or the process's shutdown, for ever. Flattened into both configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
+pub struct HttpSettings {
+    /// Longest a client may take to send a request's headers (`10s`); a connection that
+    /// sends nothing for as long after its last answer is closed too.
+    #[arg(long = "http-header-timeout", env = "DORA_HTTP_HEADER_TIMEOUT", value_name = "DORA_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub header_timeout: Duration,
+    /// Longest one request may take, its body included (`60s`); past it the request is
+    /// stopped and answered `503` with `Retry-After`.
+    #[arg(long = "http-request-timeout", env = "DORA_HTTP_REQUEST_TIMEOUT", value_name = "DORA_HTTP_REQUEST_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
+    pub request_timeout: Duration,
+    /// Most requests served at once, 1-100000; one more is answered `503` with
+    /// `Retry-After` at once rather than queued. `/healthz` is never refused.
+    #[arg(long = "http-max-in-flight", env = "DORA_HTTP_MAX_IN_FLIGHT", value_name = "DORA_HTTP_MAX_IN_FLIGHT", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_in_flight: u32,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_in_flight: 256,
+        }
+    }
+}
+
+/// Parses `30s`, `15m`, `1h`, `2d` (one number and one unit). `0s` is allowed here;
+/// settings that need a positive duration say so.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{value}` has no unit; write e.g. 30s, 15m, 1h or 2d"))?;
+    let (number, unit) = value.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{value}` must start with a whole number, e.g. 30s, 15m, 1h"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "`{value}`: unknown unit `{unit}`; the units are s, m, h and d"
+            ))
+        }
+    };
+    n.checked_mul(scale)
+        .filter(|secs| *secs <= 10 * 365 * 86_400)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{value}` is longer than 10 years"))
+}
+
+/// A duration longer than zero: a limit of `0s` would refuse everything.
+pub fn positive_duration(value: &str) -> Result<Duration, String> {
+    match parse_duration(value)? {
+        d if d.is_zero() => Err("must be longer than 0s".to_owned()),
+        d => Ok(d),
+    }
 }
 
 /// The shape of log lines on stderr.

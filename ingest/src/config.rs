@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use dora_event::settings::{LogSettings, StreamSettings};
+use std::time::Duration;
+
+use dora_event::settings::{HttpSettings, LogSettings, StreamSettings};
 
 use crate::auth::Tokens;
 
@@ -32,6 +34,14 @@ pub struct Config {
     #[arg(long, env = "DORA_INGEST_MAX_BODY_BYTES", value_name = "DORA_INGEST_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=256 * 1024 * 1024))]
     pub max_body_bytes: usize,
+    /// Longest a request waits for JetStream to acknowledge its events (`10s`); past it
+    /// the request gets `503` naming this setting, and the client retries.
+    #[arg(long, env = "DORA_INGEST_PUBLISH_TIMEOUT", value_name = "DORA_INGEST_PUBLISH_TIMEOUT", default_value = "10s",
+          value_parser = dora_event::settings::positive_duration)]
+    pub publish_timeout: Duration,
+    /// Timeouts and the in-flight limit of the HTTP server.
+    #[command(flatten)]
+    pub http: HttpSettings,
     /// How the gateway logs.
     #[command(flatten)]
     pub log: LogSettings,

@@ -3,7 +3,22 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+
+/// Every refusal's body: what is wrong, and for an invalid event where.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong, in a sentence a person can act on.
+    pub error: String,
+    /// The element of the array at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub index: Option<usize>,
+    /// The field at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub field: Option<String>,
+}
 
 /// Everything the gateway can refuse or fail at.
 #[derive(Debug, thiserror::Error)]
@@ -95,20 +110,26 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let mut body = json!({ "error": self.to_string() });
-        if let Error::InvalidEvent { index, field, .. } = &self {
-            if let Some(index) = index {
-                body["index"] = json!(index);
-            }
-            if let Some(field) = field {
-                body["field"] = json!(field);
-            }
-        }
+        let (index, field) = match &self {
+            Error::InvalidEvent { index, field, .. } => (*index, field.clone()),
+            _ => (None, None),
+        };
+        let body = ErrorBody {
+            error: self.to_string(),
+            index,
+            field,
+        };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(dora_event::serve::RETRY_AFTER_SECS),
             );
         }
         response

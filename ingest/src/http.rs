@@ -1,4 +1,6 @@
-//! The gateway's routes: `POST /events`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//! The gateway's routes: `POST /events`, `GET /healthz`, `GET /readyz`, `GET /metrics`,
+//! `GET /openapi.json`. Each is registered with its OpenAPI description (see
+//! [`crate::openapi`]), so the document names exactly the routes served.
 
 use std::time::Instant;
 
@@ -7,17 +9,19 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{middleware, Json, Router};
 use chrono::Utc;
 use dora_event::{validate, Event, Origin};
 use serde::Serialize;
-use serde_json::{json, Value};
 use tower_http::trace::TraceLayer;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{Source, Tokens};
 use crate::body::{self, Body, BodyError};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
 use crate::idempotency;
 use crate::metrics::IngestMetrics;
 use crate::publish::Publisher;
@@ -40,12 +44,14 @@ pub struct AppState {
     pub stream: String,
     /// Body limit in bytes.
     pub max_body_bytes: usize,
+    /// Longest a request waits for JetStream's acknowledgements.
+    pub publish_timeout: std::time::Duration,
     /// What `/metrics` shows.
     pub metrics: IngestMetrics,
 }
 
 /// The `202` body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {
     /// Events in the request, all now stored.
     pub accepted: usize,
@@ -55,13 +61,28 @@ pub struct Accepted {
     pub duplicates: usize,
 }
 
-/// The gateway's router.
+/// What `/healthz` and `/readyz` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` (alive), `ready`, or `unavailable`.
+    pub status: &'static str,
+    /// Why it is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub error: Option<String>,
+}
+
+/// The gateway's router, with `/openapi.json` describing it.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/events", post(post_events))
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let (router, doc) = OpenApiRouter::with_openapi(crate::openapi::IngestDoc::openapi())
+        .routes(routes!(post_events))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .split_for_parts();
+    let doc = std::sync::Arc::new(doc);
+    router
+        .route("/openapi.json", get(move || async move { Json(doc) }))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             state.metrics.http.clone(),
@@ -71,10 +92,48 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Alive", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        error: None,
+    })
+}
+
+/// The Prometheus series, in the OpenMetrics text format.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses(
+    (status = 200, description = "The series", body = String, content_type = dora_event::observe::CONTENT_TYPE),
+    (status = 503, description = "Too many requests in flight", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))),
+))]
 async fn metrics(State(state): State<AppState>) -> Response {
     dora_event::observe::render(&state.metrics.registry)
 }
 
+/// Sends one event, or an array of 1-1000 (CONTRACT.md section 2). `202` only once
+/// JetStream acknowledged every event; a retry is safe when the events carry ids or the
+/// request an `Idempotency-Key`.
+#[utoipa::path(
+    post,
+    path = "/events",
+    tag = "ingest",
+    security(("bearer" = [])),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:-]{1,128}$",
+         description = "Derives the ids of events sent without one, so a retried request is the same events"),
+    ),
+    request_body(content = crate::openapi::EventsBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Every event stored (or already there)", body = Accepted),
+        (status = 400, description = "Invalid JSON, an invalid event, a bad batch size or Idempotency-Key", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 413, description = "Body over DORA_INGEST_MAX_BODY_BYTES", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 503, description = "JetStream unavailable or slow, or the gateway busy: retry", body = ErrorBody,
+         headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
 async fn post_events(
     State(state): State<AppState>,
     source: Result<Source>,
@@ -106,7 +165,20 @@ async fn accept(
     let key = idempotency::key(headers)?;
     let (events, fresh_ids) = parse(&body, &source, key.as_deref())?;
     let started = Instant::now();
-    let published = state.publisher.publish(&events, &source).await;
+    // A publish that JetStream never acknowledges must not hold the request (and the
+    // shutdown) for ever.
+    let published = match tokio::time::timeout(
+        state.publish_timeout,
+        state.publisher.publish(&events, &source),
+    )
+    .await
+    {
+        Ok(published) => published,
+        Err(_) => Err(Error::Unavailable(format!(
+            "no acknowledgement within {}s (DORA_INGEST_PUBLISH_TIMEOUT)",
+            state.publish_timeout.as_secs_f64()
+        ))),
+    };
     state
         .metrics
         .published(started.elapsed().as_secs_f64(), published.is_ok());
@@ -193,21 +265,33 @@ fn parse(body: &[u8], token: &str, key: Option<&str>) -> Result<(Vec<Event>, boo
 }
 
 /// Ready when NATS is connected and the stream exists.
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "Ready", body = Health),
+    (status = 503, description = "Not connected to NATS, the stream missing, or too many requests in flight", body = Health,
+     headers(("Retry-After" = u32, description = "Seconds to wait, when refused for load"))),
+))]
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     use async_nats::connection::State as Conn;
-    if state.nats.connection_state() != Conn::Connected {
-        return (
+    let unavailable = |error: String| {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "error": "not connected to NATS"})),
-        );
+            Json(Health {
+                status: "unavailable",
+                error: Some(error),
+            }),
+        )
+    };
+    if state.nats.connection_state() != Conn::Connected {
+        return unavailable("not connected to NATS".to_owned());
     }
     match state.js.get_stream(&state.stream).await {
-        Ok(_) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(
-                json!({"status": "unavailable", "error": format!("stream `{}`: {e}", state.stream)}),
-            ),
+        Ok(_) => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ready",
+                error: None,
+            }),
         ),
+        Err(e) => unavailable(format!("stream `{}`: {e}", state.stream)),
     }
 }

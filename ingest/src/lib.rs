@@ -10,6 +10,7 @@
 //! - [`idempotency`]: ids derived from the `Idempotency-Key` header, so a retried request is the same events.
 //! - [`publish`]: pipelined publishes with `Nats-Msg-Id` for deduplication.
 //! - [`metrics`]: the Prometheus series `/metrics` serves.
+//! - [`openapi`]: the document `/openapi.json` serves, and the request body's schema.
 
 pub mod auth;
 pub mod body;
@@ -18,6 +19,7 @@ mod error;
 pub mod http;
 pub mod idempotency;
 pub mod metrics;
+pub mod openapi;
 pub mod publish;
 
 use async_nats::jetstream;
@@ -25,10 +27,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use config::Config;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorBody, Result};
 
 /// Serves the gateway on `listener` until `shutdown` turns true; requests in flight
-/// finish (their publishes acked or failed) before it returns.
+/// finish (their publishes acked, failed or timed out) before it returns.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -49,12 +51,15 @@ pub async fn run(
         js,
         stream: config.stream.stream,
         max_body_bytes: config.max_body_bytes,
+        publish_timeout: config.publish_timeout,
         metrics: metrics::IngestMetrics::new(),
     };
     tracing::info!(addr = ?listener.local_addr().ok(), "ingest gateway listening");
-    axum::serve(listener, http::app(state))
-        .with_graceful_shutdown(dora_event::process::requested(shutdown))
-        .await?;
+    let limits = dora_event::serve::Limits {
+        settings: config.http,
+        on_timeout: "events with an `id`, or sent with an `Idempotency-Key`, are stored once however often they are sent",
+    };
+    dora_event::serve::serve(listener, http::app(state), limits, shutdown).await?;
     let _ = nats.flush().await;
     Ok(())
 }

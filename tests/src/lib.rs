@@ -154,6 +154,8 @@ impl TestEnv {
                 .expect("test tokens"),
             addr: "127.0.0.1:0".parse().expect("addr"),
             max_body_bytes: 2 * 1024 * 1024,
+            publish_timeout: Duration::from_secs(10),
+            http: Default::default(),
             log: Default::default(),
         }
     }
@@ -183,6 +185,7 @@ impl TestEnv {
             addr: "127.0.0.1:0".parse().expect("addr"),
             db_connections: 4,
             statement_timeout: std::time::Duration::from_secs(30),
+            http: Default::default(),
             log: Default::default(),
             alerts: dora_api::alerts::AlertSettings::default(),
         }

@@ -118,33 +118,8 @@ impl AlertSettings {
     }
 }
 
-/// Parses `30s`, `15m`, `1h`, `2d` (one number and one unit). `0s` is allowed here;
-/// the interval refuses it.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    let value = value.trim();
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{value}` has no unit; write e.g. 30s, 15m, 1h or 2d"))?;
-    let (number, unit) = value.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{value}` must start with a whole number, e.g. 30s, 15m, 1h"))?;
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => {
-            return Err(format!(
-                "`{value}`: unknown unit `{unit}`; the units are s, m, h and d"
-            ))
-        }
-    };
-    n.checked_mul(scale)
-        .filter(|secs| *secs <= 10 * 365 * 86_400)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("`{value}` is longer than 10 years"))
-}
+/// Parses `30s`, `15m`, `1h`, `2d`; shared with the HTTP limits.
+pub use dora_event::settings::parse_duration;
 
 fn duration(value: &str) -> Result<Duration, String> {
     parse_duration(value)

@@ -138,7 +138,7 @@ ON CONFLICT (metric, environment, service) DO UPDATE SET
 }
 
 /// Whether a message announces a start or an end of an episode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// The scope regressed.
@@ -301,7 +301,7 @@ pub async fn settle(tx: &mut PgConnection, id: i64, settled: &Settled) -> Result
 }
 
 /// A scope that ever fired, as `GET /alerts` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ScopeState {
     /// `change_failure_rate` or `lead_time`.
     pub metric: String,
@@ -324,7 +324,7 @@ pub struct ScopeState {
 }
 
 /// A message, as `GET /alerts` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MessageState {
     /// Its id.
     pub id: i64,
@@ -353,7 +353,7 @@ pub struct MessageState {
 }
 
 /// The `GET /alerts` answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Overview {
     /// Every scope that ever fired, firing ones first.
     pub scopes: Vec<ScopeState>,

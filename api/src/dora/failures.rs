@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use super::{MetricsQuery, Window};
 
 /// The `/dora/failures` answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Failures {
     /// The window listed.
     pub window: Window,
@@ -23,7 +23,7 @@ pub struct Failures {
 }
 
 /// One failed deploy attempt.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Failure {
     /// The deploy event's id.
     pub deploy_id: String,
@@ -38,7 +38,7 @@ pub struct Failure {
 }
 
 /// The event that failed an attempt.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FailedBy {
     /// Its id.
     pub id: String,
@@ -143,7 +143,7 @@ pub async fn failures(
 }
 
 /// An incident open at a given instant.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OpenIncident {
     /// The pager's reference, as sent (any printable text).
     pub ref_id: String,
