@@ -8,12 +8,12 @@
 # `DORA_SCHEMATHESIS` (both kept between runs, so that the store and the stream agree),
 # and stops them at the end. Non-zero when schemathesis finds anything.
 #
-#   deploy/schemathesis.sh                    50 examples per operation and phase
-#   SCHEMATHESIS_EXAMPLES=200 deploy/schemathesis.sh
+#   deploy/schemathesis.sh                    200 examples per operation and phase
+#   SCHEMATHESIS_EXAMPLES=1000 deploy/schemathesis.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-examples=${SCHEMATHESIS_EXAMPLES:-50}
+examples=${SCHEMATHESIS_EXAMPLES:-200}
 checks=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance
 bin=${CARGO_TARGET_DIR:-target}/debug
 logs=$(mktemp -d)
@@ -68,5 +68,9 @@ for target in "ingest $DORA_INGEST_ADDR" "api $DORA_API_ADDR"; do
         --report-dir "$logs/report-$1" \
         || status=1
 done
-[ "$status" = 0 ] || echo "schemathesis: failures above; the services' logs are in $logs" >&2
+if [ "$status" = 0 ]; then
+    rm -rf "$logs"
+else
+    echo "schemathesis: failures above; the services' logs and reports are in $logs" >&2
+fi
 exit "$status"

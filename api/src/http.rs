@@ -4,7 +4,7 @@
 //! description (see [`crate::openapi`]), so the document names exactly the routes served.
 
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::Redirect;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -45,9 +45,13 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .split_for_parts();
-    let doc = std::sync::Arc::new(doc);
+    // Written once: the document does not change while the process runs.
+    let doc = axum::body::Bytes::from(doc.to_json().unwrap_or_default());
     router
-        .route("/openapi.json", get(move || async move { Json(doc) }))
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc) }),
+        )
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

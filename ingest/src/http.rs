@@ -80,9 +80,13 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(readyz))
         .routes(routes!(metrics))
         .split_for_parts();
-    let doc = std::sync::Arc::new(doc);
+    // Written once: the document does not change while the process runs.
+    let doc = axum::body::Bytes::from(doc.to_json().unwrap_or_default());
     router
-        .route("/openapi.json", get(move || async move { Json(doc) }))
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc) }),
+        )
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             state.metrics.http.clone(),

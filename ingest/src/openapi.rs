@@ -3,9 +3,9 @@
 //! The operations come from the handlers' `#[utoipa::path]` annotations, registered
 //! with their routes by `utoipa-axum` (see [`crate::http::app`]), and the response
 //! schemas from the types the handlers return. The request body is described by
-//! [`EventIn`]: the gateway validates a body field by field (so that a rejection names
-//! the field), not by deserializing this type, so the tests below hold it to
-//! `dora_event::FIELDS` and the kinds.
+//! [`EventIn`], one schema per kind: the gateway validates a body field by field (so
+//! that a rejection names the field), not by deserializing these types, so the tests
+//! below hold them to `dora_event::FIELDS`, the kinds and what each kind requires.
 
 #![allow(dead_code)] // The types below exist to be described, never built.
 
@@ -46,68 +46,100 @@ impl Modify for Bearer {
     }
 }
 
-/// One lifecycle event as sent (CONTRACT.md section 1). Rules the schema cannot say:
-/// `git_sha` is required for `deploy` and `rollback`, `ref_id` for the incident kinds;
-/// `succeeded` and `commit_at` belong to `deploy` only; `commit_at` is not after
-/// `occurred_at`, which is at most 5 minutes in the future.
-#[derive(Debug, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EventIn {
-    /// The idempotency key; assigned by the gateway when missing.
-    #[schema(
-        nullable = false,
-        min_length = 1,
-        max_length = 128,
-        pattern = "^[A-Za-z0-9._:-]{1,128}$"
-    )]
-    id: Option<String>,
-    /// What happened.
-    kind: EventKind,
-    /// The service it happened to.
-    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$")]
-    service: String,
-    /// Where; `prod` when missing.
-    #[schema(
-        nullable = false,
-        min_length = 1,
-        max_length = 64,
-        pattern = "^[A-Za-z0-9_-]{1,64}$"
-    )]
-    environment: Option<String>,
-    /// The change deployed, rolled back or blamed; hexadecimal.
-    #[schema(
-        nullable = false,
-        min_length = 4,
-        max_length = 64,
-        pattern = "^[0-9A-Fa-f]{4,64}$"
-    )]
-    git_sha: Option<String>,
-    /// The outcome of a deploy attempt; `true` when missing.
-    #[schema(nullable = false)]
-    succeeded: Option<bool>,
-    /// When the deployed change was committed.
-    #[schema(nullable = false)]
-    commit_at: Option<DateTime<Utc>>,
-    /// Pairs an incident's close with its open; no control characters.
-    #[schema(nullable = false, min_length = 1, max_length = 128)]
-    ref_id: Option<String>,
-    /// When it happened; the time received when missing.
-    #[schema(nullable = false)]
-    occurred_at: Option<DateTime<Utc>>,
+/// The fields every kind of event has; `$extra` are the kind's own.
+macro_rules! event_schema {
+    ($(#[$doc:meta])* $name:ident, $kind:ident, { $($extra:tt)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, ToSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            /// The idempotency key; assigned by the gateway when missing.
+            #[schema(nullable = false, min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+            id: Option<String>,
+            /// What happened.
+            kind: $kind,
+            /// The service it happened to.
+            #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$")]
+            service: String,
+            /// Where; `prod` when missing.
+            #[schema(nullable = false, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$")]
+            environment: Option<String>,
+            $($extra)*
+            /// When it happened, at most 5 minutes ahead of the gateway's clock; the
+            /// time received when missing.
+            #[schema(nullable = false)]
+            occurred_at: Option<DateTime<Utc>>,
+        }
+
+        /// The kind's name.
+        #[derive(Debug, ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $kind {
+            /// The only value.
+            $name,
+        }
+    };
 }
 
-/// The kinds of event.
-#[derive(Debug, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    /// A deploy attempt.
-    Deploy,
-    /// A rollback of a deployed `git_sha`.
-    Rollback,
-    /// An incident started.
-    IncidentOpened,
+event_schema!(
+    /// A deploy attempt, successful or not.
+    Deploy, DeployKind, {
+        /// The change deployed; hexadecimal.
+        #[schema(min_length = 4, max_length = 64, pattern = "^[0-9A-Fa-f]{4,64}$")]
+        git_sha: String,
+        /// The outcome; `true` when missing.
+        #[schema(nullable = false)]
+        succeeded: Option<bool>,
+        /// When the deployed change was committed; not after `occurred_at`.
+        #[schema(nullable = false)]
+        commit_at: Option<DateTime<Utc>>,
+    }
+);
+
+event_schema!(
+    /// A rollback of a deployed `git_sha`: it marks that deploy failed.
+    Rollback, RollbackKind, {
+        /// The change rolled back; hexadecimal.
+        #[schema(min_length = 4, max_length = 64, pattern = "^[0-9A-Fa-f]{4,64}$")]
+        git_sha: String,
+    }
+);
+
+event_schema!(
+    /// An incident started; with a `git_sha` it marks the deploy that caused it.
+    IncidentOpened, IncidentOpenedKind, {
+        /// The change blamed; hexadecimal.
+        #[schema(nullable = false, min_length = 4, max_length = 64, pattern = "^[0-9A-Fa-f]{4,64}$")]
+        git_sha: Option<String>,
+        /// Pairs the incident's close with its open; no control characters.
+        #[schema(min_length = 1, max_length = 128, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]{1,128}$")]
+        ref_id: String,
+    }
+);
+
+event_schema!(
     /// An incident ended.
-    IncidentClosed,
+    IncidentClosed, IncidentClosedKind, {
+        /// Pairs the close with its open; no control characters.
+        #[schema(min_length = 1, max_length = 128, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]{1,128}$")]
+        ref_id: String,
+    }
+);
+
+/// One lifecycle event as sent (CONTRACT.md section 1), one schema per kind. What the
+/// schemas cannot say: `commit_at` is not after `occurred_at`, which is at most 5
+/// minutes in the future.
+#[derive(Debug, ToSchema)]
+#[serde(untagged)]
+pub enum EventIn {
+    /// `deploy`.
+    Deploy(Deploy),
+    /// `rollback`.
+    Rollback(Rollback),
+    /// `incident_opened`.
+    IncidentOpened(IncidentOpened),
+    /// `incident_closed`.
+    IncidentClosed(IncidentClosed),
 }
 
 /// A batch (a backfill): validated as a whole, one bad element rejects all.
@@ -135,24 +167,66 @@ mod tests {
     }
 
     #[test]
-    fn the_event_schema_names_exactly_the_contract_fields_and_kinds() {
-        let event = schema_of::<EventIn>();
-        let mut fields: Vec<&str> = event["properties"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+    fn the_event_schemas_name_exactly_the_contract_fields_and_kinds() {
+        let kinds = [
+            schema_of::<Deploy>(),
+            schema_of::<Rollback>(),
+            schema_of::<IncidentOpened>(),
+            schema_of::<IncidentClosed>(),
+        ];
+        let mut fields: Vec<String> = Vec::new();
+        let mut names: Vec<Value> = Vec::new();
+        for schema in &kinds {
+            assert_eq!(
+                schema["additionalProperties"],
+                Value::Bool(false),
+                "{schema}"
+            );
+            fields.extend(schema["properties"].as_object().unwrap().keys().cloned());
+            names.push(schema["properties"]["kind"].clone());
+        }
         fields.sort_unstable();
+        fields.dedup();
         let mut expected = dora_event::FIELDS.to_vec();
         expected.sort_unstable();
         assert_eq!(fields, expected);
-        assert_eq!(event["additionalProperties"], Value::Bool(false));
 
-        let kinds: Vec<String> =
-            serde_json::from_value(schema_of::<EventKind>()["enum"].clone()).unwrap();
+        let kind_schemas = [
+            schema_of::<DeployKind>(),
+            schema_of::<RollbackKind>(),
+            schema_of::<IncidentOpenedKind>(),
+            schema_of::<IncidentClosedKind>(),
+        ];
+        let kinds: Vec<&str> = kind_schemas
+            .iter()
+            .map(|k| k["enum"][0].as_str().unwrap())
+            .collect();
         let expected: Vec<&str> = dora_event::Kind::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(kinds, expected);
+        assert_eq!(names.len(), 4);
+    }
+
+    #[test]
+    fn each_kind_requires_what_the_validation_requires() {
+        let required = |schema: Value| -> Vec<String> {
+            serde_json::from_value(schema["required"].clone()).unwrap()
+        };
+        assert_eq!(
+            required(schema_of::<Deploy>()),
+            ["kind", "service", "git_sha"]
+        );
+        assert_eq!(
+            required(schema_of::<Rollback>()),
+            ["kind", "service", "git_sha"]
+        );
+        assert_eq!(
+            required(schema_of::<IncidentOpened>()),
+            ["kind", "service", "ref_id"]
+        );
+        assert_eq!(
+            required(schema_of::<IncidentClosed>()),
+            ["kind", "service", "ref_id"]
+        );
     }
 
     #[test]
