@@ -44,9 +44,14 @@ pub async fn run(
         })?;
     let js = jetstream::new(nats.clone());
     dora_event::stream::ensure(&js, &config.stream.stream, &config.stream.subject_prefix).await?;
+    // async-nats gives up on an ack after its own 5 s; the publisher's acks wait as long
+    // as DORA_INGEST_PUBLISH_TIMEOUT allows instead, and that bound, which the 503 names,
+    // is the one that fires.
+    let mut publishing = js.clone();
+    publishing.set_timeout(config.publish_timeout + std::time::Duration::from_secs(1));
     let state = http::AppState {
         tokens: config.tokens,
-        publisher: publish::Publisher::new(js.clone(), &config.stream.subject_prefix),
+        publisher: publish::Publisher::new(publishing, &config.stream.subject_prefix),
         nats: nats.clone(),
         js,
         stream: config.stream.stream,

@@ -245,7 +245,8 @@ async fn a_publish_never_acknowledged_gets_503_naming_the_publish_timeout() {
     let nats = PrivateNats::start().await;
     let mut config = env.ingest_config();
     config.stream.nats_url = nats.url.clone();
-    config.publish_timeout = Duration::from_secs(1);
+    // Longer than async-nats' own 5 s ack timeout: the setting must be what fires.
+    config.publish_timeout = Duration::from_secs(6);
     let ingest = env.spawn_ingest(config).await;
     let event = serde_json::json!({"id": "p-1", "kind": "deploy", "service": "checkout", "git_sha": "abc123"});
     let (status, body) = dora_system_tests::post_events(&ingest.url, Some(CI_TOKEN), &event).await;
