@@ -21,6 +21,8 @@ use crate::alerts::store::Overview;
 use crate::dashboard;
 use crate::dora::failures::{self, Failures};
 use crate::dora::{self, MetricsQuery, Report};
+use dora_event::serve::Health;
+
 use crate::error::{ErrorBody, Result};
 use crate::params;
 
@@ -42,7 +44,7 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(dashboard::get_dashboard))
         .routes(routes!(root))
         .routes(routes!(get_alerts))
-        .routes(routes!(healthz))
+        .routes(routes!(dora_event::serve::healthz))
         .routes(routes!(readyz))
         .split_for_parts();
     // Written once: the document does not change while the process runs.
@@ -56,32 +58,12 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// What `/healthz` and `/readyz` answer.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Health {
-    /// `ok` (alive), `ready`, or `unavailable`.
-    pub status: &'static str,
-    /// Why it is unavailable.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub error: Option<String>,
-}
-
 /// The dashboard.
 #[utoipa::path(get, path = "/", tag = "metrics", responses(
     (status = 303, description = "To the dashboard", headers(("Location" = String, description = "`/dashboard`"))),
 ))]
 async fn root() -> Redirect {
     Redirect::to("/dashboard")
-}
-
-/// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Alive", body = Health)))]
-async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok",
-        error: None,
-    })
 }
 
 /// The four metrics over one window (CONTRACT.md section 5).
@@ -191,28 +173,15 @@ pub(crate) fn now() -> DateTime<Utc> {
      headers(("Retry-After" = u32, description = "Seconds to wait, when refused for load"))),
 ))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let unavailable = |error: String| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health {
-                status: "unavailable",
-                error: Some(error),
-            }),
-        )
-    };
     match sqlx::query_scalar::<_, bool>("SELECT to_regclass('deploy_facts') IS NOT NULL")
         .fetch_one(&state.pool)
         .await
     {
-        Ok(true) => (
-            StatusCode::OK,
-            Json(Health {
-                status: "ready",
-                error: None,
-            }),
-        ),
-        Ok(false) => unavailable("the store is not migrated yet: start dora-projector".to_owned()),
-        Err(e) => unavailable(format!("database: {e}")),
+        Ok(true) => Health::ready(),
+        Ok(false) => {
+            Health::unavailable("the store is not migrated yet: start dora-projector".to_owned())
+        }
+        Err(e) => Health::unavailable(format!("database: {e}")),
     }
 }
 

@@ -115,6 +115,46 @@ pub async fn serve(
     Ok(())
 }
 
+/// What `/healthz` and `/readyz` answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` (alive), `ready`, or `unavailable`.
+    pub status: &'static str,
+    /// Why it is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub error: Option<String>,
+}
+
+impl Health {
+    /// `200 {"status": "ready"}`.
+    pub fn ready() -> (StatusCode, Json<Health>) {
+        let ready = Health {
+            status: "ready",
+            error: None,
+        };
+        (StatusCode::OK, Json(ready))
+    }
+
+    /// `503 {"status": "unavailable", "error": ...}`.
+    pub fn unavailable(error: String) -> (StatusCode, Json<Health>) {
+        let unavailable = Health {
+            status: "unavailable",
+            error: Some(error),
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, Json(unavailable))
+    }
+}
+
+/// The process is up: the gateway's and the API's `GET /healthz`.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Alive", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        error: None,
+    })
+}
+
 fn is_connection_error(e: &std::io::Error) -> bool {
     use std::io::ErrorKind;
     matches!(

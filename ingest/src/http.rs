@@ -21,6 +21,8 @@ use utoipa_axum::routes;
 
 use crate::auth::{Source, Tokens};
 use crate::body::{self, Body, BodyError};
+use dora_event::serve::Health;
+
 use crate::error::{Error, ErrorBody, Result};
 use crate::idempotency;
 use crate::metrics::IngestMetrics;
@@ -61,22 +63,11 @@ pub struct Accepted {
     pub duplicates: usize,
 }
 
-/// What `/healthz` and `/readyz` answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    /// `ok` (alive), `ready`, or `unavailable`.
-    pub status: &'static str,
-    /// Why it is unavailable.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub error: Option<String>,
-}
-
 /// The gateway's router, with `/openapi.json` describing it.
 pub fn app(state: AppState) -> Router {
     let (router, doc) = OpenApiRouter::with_openapi(crate::openapi::IngestDoc::openapi())
         .routes(routes!(post_events))
-        .routes(routes!(healthz))
+        .routes(routes!(dora_event::serve::healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))
         .split_for_parts();
@@ -94,15 +85,6 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
-}
-
-/// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Alive", body = Health)))]
-async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok",
-        error: None,
-    })
 }
 
 /// The Prometheus series, in the OpenMetrics text format.
@@ -276,26 +258,11 @@ fn parse(body: &[u8], token: &str, key: Option<&str>) -> Result<(Vec<Event>, boo
 ))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     use async_nats::connection::State as Conn;
-    let unavailable = |error: String| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health {
-                status: "unavailable",
-                error: Some(error),
-            }),
-        )
-    };
     if state.nats.connection_state() != Conn::Connected {
-        return unavailable("not connected to NATS".to_owned());
+        return Health::unavailable("not connected to NATS".to_owned());
     }
     match state.js.get_stream(&state.stream).await {
-        Ok(_) => (
-            StatusCode::OK,
-            Json(Health {
-                status: "ready",
-                error: None,
-            }),
-        ),
-        Err(e) => unavailable(format!("stream `{}`: {e}", state.stream)),
+        Ok(_) => Health::ready(),
+        Err(e) => Health::unavailable(format!("stream `{}`: {e}", state.stream)),
     }
 }
