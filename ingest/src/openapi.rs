@@ -54,7 +54,7 @@ macro_rules! event_schema {
         #[serde(deny_unknown_fields)]
         pub struct $name {
             /// The idempotency key; assigned by the gateway when missing.
-            #[schema(nullable = false, min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+            #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:-]{1,128}$")]
             id: Option<String>,
             /// What happened.
             kind: $kind,
@@ -62,12 +62,11 @@ macro_rules! event_schema {
             #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$")]
             service: String,
             /// Where; `prod` when missing.
-            #[schema(nullable = false, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$")]
+            #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$")]
             environment: Option<String>,
             $($extra)*
             /// When it happened, at most 5 minutes ahead of the gateway's clock; the
             /// time received when missing.
-            #[schema(nullable = false)]
             occurred_at: Option<DateTime<Utc>>,
         }
 
@@ -88,10 +87,8 @@ event_schema!(
         #[schema(min_length = 4, max_length = 64, pattern = "^[0-9A-Fa-f]{4,64}$")]
         git_sha: String,
         /// The outcome; `true` when missing.
-        #[schema(nullable = false)]
         succeeded: Option<bool>,
         /// When the deployed change was committed; not after `occurred_at`.
-        #[schema(nullable = false)]
         commit_at: Option<DateTime<Utc>>,
     }
 );
@@ -109,7 +106,7 @@ event_schema!(
     /// An incident started; with a `git_sha` it marks the deploy that caused it.
     IncidentOpened, IncidentOpenedKind, {
         /// The change blamed; hexadecimal.
-        #[schema(nullable = false, min_length = 4, max_length = 64, pattern = "^[0-9A-Fa-f]{4,64}$")]
+        #[schema(min_length = 4, max_length = 64, pattern = "^[0-9A-Fa-f]{4,64}$")]
         git_sha: Option<String>,
         /// Pairs the incident's close with its open; no control characters.
         #[schema(min_length = 1, max_length = 128, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]{1,128}$")]
@@ -126,9 +123,10 @@ event_schema!(
     }
 );
 
-/// One lifecycle event as sent (CONTRACT.md section 1), one schema per kind. What the
-/// schemas cannot say: `commit_at` is not after `occurred_at`, which is at most 5
-/// minutes in the future.
+/// One lifecycle event as sent (CONTRACT.md section 1), one schema per kind. An
+/// optional field may be `null`, which the gateway reads as absent (so, too, a field of
+/// another kind that is `null`). What the schemas cannot say: `commit_at` is not after
+/// `occurred_at`, which is at most 5 minutes in the future.
 #[derive(Debug, ToSchema)]
 #[serde(untagged)]
 pub enum EventIn {
