@@ -221,6 +221,39 @@ fn subject_prefix(value: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    #[derive(clap::Parser)]
+    struct Http {
+        #[command(flatten)]
+        http: HttpSettings,
+    }
+
+    fn http(args: &[&str]) -> Result<HttpSettings, clap::Error> {
+        use clap::Parser;
+        Http::try_parse_from(std::iter::once("test").chain(args.iter().copied())).map(|h| h.http)
+    }
+
+    #[test]
+    fn http_limits_default_as_documented_and_refuse_zero() {
+        assert_eq!(http(&[]).unwrap(), HttpSettings::default());
+        let set = http(&[
+            "--http-header-timeout=2s",
+            "--http-request-timeout=1m",
+            "--http-max-in-flight=7",
+        ])
+        .unwrap();
+        assert_eq!(
+            (set.header_timeout, set.request_timeout, set.max_in_flight),
+            (Duration::from_secs(2), Duration::from_secs(60), 7)
+        );
+        for zero in [
+            "--http-header-timeout=0s",
+            "--http-request-timeout=0s",
+            "--http-max-in-flight=0",
+        ] {
+            assert!(http(&[zero]).is_err(), "{zero} accepted");
+        }
+    }
+
     #[test]
     #[cfg(feature = "database")]
     fn passwords_stay_out_of_logs() {
