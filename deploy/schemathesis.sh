@@ -57,15 +57,17 @@ status=0
 for target in "ingest $DORA_INGEST_ADDR" "api $DORA_API_ADDR"; do
     set -- $target
     echo "schemathesis: dora-$1 (http://$2/openapi.json), checks $checks, $examples examples"
-    # The token goes to every operation; only POST /events asks for it.
-    schemathesis run "http://$2/openapi.json" \
+    # The token goes to every operation; only POST /events asks for it. Run from the
+    # log directory: schemathesis and hypothesis keep their caches (what `st replay`
+    # reads) in the working directory, which must not be the checkout.
+    (cd "$logs" && schemathesis run "http://$2/openapi.json" \
         --header "Authorization: Bearer $secret" \
         --checks "$checks" \
         --phases examples,coverage,fuzzing \
         --max-examples "$examples" \
         --request-timeout 30 \
         --output-sanitize true \
-        --report-dir "$logs/report-$1" \
+        --report-dir "$logs/report-$1") \
         || status=1
 done
 if [ "$status" = 0 ]; then

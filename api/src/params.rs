@@ -2,7 +2,7 @@
 //! parameters are refused, and each route names the parameters it takes, so a typo
 //! such as `day=30` never silently answers for the default 7 days.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::dora::MetricsQuery;
 use crate::error::{Error, Result};
@@ -36,7 +36,8 @@ pub struct WindowQuery {
     /// Days between the window's end and `as_of`.
     #[param(nullable = false, minimum = 0, maximum = 3650, default = 0)]
     offset: Option<u32>,
-    /// The instant asked about (RFC 3339); now when missing.
+    /// The instant asked about (RFC 3339); now when missing. The windows it implies
+    /// must lie within the years 0000-9999.
     #[param(nullable = false)]
     as_of: Option<DateTime<Utc>>,
     /// One service; all when missing.
@@ -173,7 +174,40 @@ fn parse_pairs<'a>(
             other => unreachable!("`{other}` is accepted but not parsed"),
         }
     }
+    // The dashboard draws a trend of its own; the other routes answer `windows` (1
+    // unless they take it).
+    let windows = if accepted.contains(&"windows") {
+        params.windows
+    } else if accepted == DASHBOARD {
+        crate::dashboard::TREND_WINDOWS
+    } else {
+        1
+    };
+    writable(&params.query, windows)?;
     Ok(params)
+}
+
+/// Refuses a query whose windows reach outside the years 0000-9999: the answer's
+/// times are RFC 3339, which cannot write another year (schemathesis found `/dora/trend`
+/// answering `-0317-07-30T...` for an `as_of` in year 8).
+fn writable(query: &MetricsQuery, windows: u32) -> Result<()> {
+    // 0000-01-01T00:00:00Z and 10000-01-01T00:00:00Z.
+    const FIRST: i64 = -62_167_219_200;
+    const AFTER_LAST: i64 = 253_402_300_800;
+    let back = i64::from(query.offset) + i64::from(query.days) * i64::from(windows);
+    let earliest = (query.as_of - TimeDelta::days(back)).timestamp();
+    let latest = query.as_of.timestamp();
+    if earliest < FIRST || latest >= AFTER_LAST {
+        return Err(bad(
+            "as_of",
+            format!(
+                "`as_of` {} with these days, offset and windows reaches outside the years \
+                 0000-9999, the only ones an RFC 3339 time can hold",
+                query.as_of.to_rfc3339()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn ranged(name: &str, value: &str, min: u32, max: u32) -> Result<u32> {
@@ -248,6 +282,30 @@ mod tests {
             (described::<LimitQuery>(), &["limit"][..]),
         ] {
             assert_eq!(doc, parsed);
+        }
+    }
+
+    #[test]
+    fn windows_outside_the_years_rfc_3339_can_write_are_refused() {
+        for (raw, accepted) in [
+            // Found by schemathesis: a trend from year 8 back to year -317.
+            (
+                "days=2947&windows=40&as_of=0008-12-25T00:32:55Z&offset=972",
+                TREND,
+            ),
+            ("as_of=0000-01-01T00:00:00Z", DORA),
+            ("as_of=0000-01-01T00:00:00%2B01:00", DORA),
+            ("as_of=9999-12-31T23:00:00-05:00", FAILURES),
+            ("as_of=0001-01-01T00:00:00Z&days=40", DASHBOARD),
+        ] {
+            assert_eq!(param_of(raw, accepted), "as_of", "{raw}");
+        }
+        for (raw, accepted) in [
+            ("as_of=0000-01-08T00:00:00Z", DORA),
+            ("as_of=9999-12-31T23:59:59Z", DORA),
+            ("as_of=0001-01-01T00:00:00Z&days=40", DORA),
+        ] {
+            assert!(parse(raw, now(), accepted).is_ok(), "{raw}");
         }
     }
 
