@@ -281,10 +281,19 @@ impl Nats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    /// Stops it (SIGTERM, as a service manager would) and starts it again on the same
-    /// port with the same store; returns once it accepts connections.
-    pub async fn restart(&mut self) {
+    /// Stops it as a service manager would (SIGTERM) and waits until it is gone.
+    pub async fn stop(&mut self) {
         self.proc.stop("TERM").await;
+    }
+
+    /// SIGKILL, as a crash or the OOM killer would: nothing is flushed.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// Starts it again on the same port with the same store; returns once it accepts
+    /// connections.
+    pub async fn start_again(&mut self) {
         self.proc.start();
         wait_for_port("nats-server", self.port).await;
     }
