@@ -253,7 +253,7 @@ pub struct Nats {
     proc: Proc,
     port: u16,
     // Last: the process is gone before its store directory is removed.
-    dir: TempDir,
+    _dir: TempDir,
 }
 
 impl Nats {
@@ -273,7 +273,11 @@ impl Nats {
         ]);
         proc.start();
         wait_for_port("nats-server", port).await;
-        Nats { proc, port, dir }
+        Nats {
+            proc,
+            port,
+            _dir: dir,
+        }
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -297,11 +301,6 @@ impl Nats {
         self.proc.start();
         wait_for_port("nats-server", self.port).await;
     }
-
-    /// Its directory (store and log).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
 }
 
 /// A private PostgreSQL cluster in a temporary directory: trust authentication on
@@ -310,6 +309,7 @@ impl Nats {
 pub struct Postgres {
     proc: Proc,
     port: u16,
+    // Last: the server is gone before its data directory is removed.
     dir: TempDir,
 }
 
@@ -377,11 +377,6 @@ impl Postgres {
     /// `postgres://postgres@127.0.0.1:<port>/<database>`.
     pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
-    }
-
-    /// Its port.
-    pub fn port(&self) -> u16 {
-        self.port
     }
 
     /// Stops it with a fast shutdown (SIGINT: open transactions roll back, clients are
