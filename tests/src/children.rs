@@ -17,10 +17,33 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
 
-/// Where PostgreSQL's server programs live (Debian's `postgresql-15`).
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 /// nats-server as Debian installs it.
 const NATS_SERVER: &str = "/usr/sbin/nats-server";
+
+/// Where PostgreSQL's server programs live: Debian's newest `/usr/lib/postgresql/<N>/bin`
+/// (the version `deploy/services.sh` installs), or `pg_config --bindir` elsewhere.
+pub fn pg_bin() -> PathBuf {
+    let newest = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .max();
+    if let Some((_, bin)) = newest {
+        return bin;
+    }
+    Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        .filter(|bin| bin.join("initdb").exists())
+        .expect("PostgreSQL's server programs (initdb, postgres): install postgresql")
+}
 
 /// A directory of its own under the system's temporary directory, removed on drop.
 #[derive(Debug)]
@@ -328,7 +351,7 @@ impl Postgres {
             assert!(status.success(), "chown postgres {}", dir.path().display());
         }
         let data = dir.path().join("data");
-        let mut initdb = Command::new(Path::new(PG_BIN).join("initdb"));
+        let mut initdb = Command::new(pg_bin().join("initdb"));
         initdb
             .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"])
             .arg("-D")
@@ -349,7 +372,7 @@ impl Postgres {
         let port = free_port();
         let mut proc = Proc::new(
             "postgres",
-            Path::new(PG_BIN).join("postgres"),
+            pg_bin().join("postgres"),
             dir.path().join("postgres.log"),
         )
         .args([OsString::from("-D"), data.into_os_string()])

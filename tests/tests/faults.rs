@@ -13,12 +13,11 @@
 // A panic in a test is a failed assertion with a line number.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dora_system_tests::children::{wait_until, Binary, Dora, Nats, Postgres};
+use dora_system_tests::children::{pg_bin, wait_until, Binary, Dora, Nats, Postgres};
 use dora_system_tests::flow::{self, Audit, Ledger, Plan};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
@@ -376,7 +375,7 @@ async fn a_store_restored_from_a_backup_is_refilled() {
 
 /// Runs one of PostgreSQL's client programs (the server's version) to the end.
 fn pg_tool(program: &str, args: &[&str]) {
-    let out = std::process::Command::new(Path::new("/usr/lib/postgresql/15/bin").join(program))
+    let out = std::process::Command::new(pg_bin().join(program))
         .args(args)
         .output()
         .unwrap();
