@@ -815,3 +815,39 @@ async fn no_token_no_start() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_batch_jetstream_takes_only_in_part_is_a_503_and_a_retry_completes_it() {
+    let env = TestEnv::new().await;
+    // An operator's stream that holds three messages and refuses more: JetStream acks
+    // the first three publishes of a batch and refuses the rest.
+    let mut config = dora_event::stream::config(&env.stream, &env.prefix);
+    config.max_messages = 3;
+    config.discard = async_nats::jetstream::stream::DiscardPolicy::New;
+    env.js.update_stream(config.clone()).await.unwrap();
+    let ingest = env.spawn_ingest(env.ingest_config()).await;
+
+    let batch: Vec<Value> = (0..5).map(|i| deploy(&format!("part-{i}"))).collect();
+    let (status, body) = post_events(&ingest.url, Some(CI_TOKEN), &json!(batch)).await;
+    assert_eq!(status, 503, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("some may be stored"), "{body}");
+    assert!(error.contains("retry the same request"), "{body}");
+    assert_eq!(env.stream_messages().await, 3, "the part JetStream took");
+
+    // The stream takes more again; the client retries the same request: the part
+    // already stored is reported as duplicates, the rest is stored once.
+    config.max_messages = -1;
+    env.js.update_stream(config).await.unwrap();
+    let (status, body) = post_events(&ingest.url, Some(CI_TOKEN), &json!(batch)).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        (&body["accepted"], &body["duplicates"]),
+        (&json!(5), &json!(3)),
+        "{body}"
+    );
+    assert_eq!(env.stream_messages().await, 5);
+
+    ingest.stop().await.unwrap();
+    env.cleanup().await;
+}
