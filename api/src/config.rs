@@ -64,7 +64,7 @@ impl fmt::Debug for Config {
 }
 
 fn statement_timeout(value: &str) -> Result<std::time::Duration, String> {
-    match crate::alerts::settings::parse_duration(value)? {
+    match dora_event::duration::parse(value)? {
         d if d.is_zero() => Err("must be longer than 0s (0 would mean no limit)".to_owned()),
         d => Ok(d),
     }

@@ -8,7 +8,9 @@
 //! - [`subject`]: the NATS subject an event travels on, and the check that a message's
 //!   subject agrees with its body.
 //! - [`stream`]: the JetStream stream that is the source of truth.
+//! - [`duration`]: the one grammar of duration settings (`500ms`, `30s`, `15m`, `1h`, `2d`).
 
+pub mod duration;
 mod model;
 #[cfg(feature = "process")]
 pub mod observe;
