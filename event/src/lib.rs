@@ -8,6 +8,7 @@
 //! - [`subject`]: the NATS subject an event travels on, and the check that a message's
 //!   subject agrees with its body.
 //! - [`stream`]: the JetStream stream that is the source of truth.
+//! - [`tokens`]: named secrets, the gateway's ingest tokens and the API's read tokens.
 //! - [`duration`]: the one grammar of duration settings (`500ms`, `30s`, `15m`, `1h`, `2d`).
 
 pub mod duration;
@@ -19,6 +20,8 @@ pub mod process;
 pub mod settings;
 pub mod stream;
 pub mod subject;
+#[cfg(feature = "process")]
+pub mod tokens;
 mod validate;
 
 pub use model::{Event, Kind};

@@ -183,6 +183,7 @@ impl TestEnv {
             addr: "127.0.0.1:0".parse().expect("addr"),
             db_connections: 4,
             statement_timeout: std::time::Duration::from_secs(30),
+            tokens: None,
             log: Default::default(),
             alerts: dora_api::alerts::AlertSettings::default(),
         }

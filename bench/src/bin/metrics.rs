@@ -82,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         addr: listener.local_addr()?,
         db_connections: 4,
         statement_timeout: std::time::Duration::from_secs(30),
+        tokens: None,
         log: Default::default(),
         alerts: dora_api::alerts::AlertSettings::default(),
     };

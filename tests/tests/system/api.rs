@@ -176,3 +176,86 @@ async fn an_overloaded_api_answers_503_with_retry_after_and_recovers() {
     patient.stop().await.unwrap();
     env.cleanup().await;
 }
+
+/// With `DORA_API_TOKENS` set, reads need a token (bearer or HTTP Basic, as a browser
+/// sends it); the probes stay open; every refusal says what to send.
+#[tokio::test]
+async fn read_tokens_guard_every_route_but_the_probes() {
+    use base64::Engine;
+    let env = TestEnv::new().await;
+    env.seed(&[
+        json!({"id": "d1", "kind": "deploy", "service": "api", "git_sha": "aaaa",
+               "occurred_at": "2026-03-10T10:00:00Z"}),
+    ])
+    .await;
+    let mut config = env.api_config();
+    config.tokens = Some(dora_event::tokens::Tokens::parse("team=team-secret-0123456789").unwrap());
+    let api = env.spawn_api_with(config).await;
+    let client = reqwest::Client::new();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:team-secret-0123456789")
+    );
+    let guarded = [
+        "/dora?as_of=2026-03-16T00:00:00Z",
+        "/dora/trend?as_of=2026-03-16T00:00:00Z",
+        "/dora/failures?as_of=2026-03-16T00:00:00Z",
+        "/dashboard?as_of=2026-03-16T00:00:00Z",
+        "/alerts",
+        "/metrics",
+    ];
+    for path in guarded {
+        let url = format!("{}{path}", api.url);
+        for authorization in [None, Some("Bearer wrong-secret-0123456789")] {
+            let mut request = client.get(&url);
+            if let Some(a) = authorization {
+                request = request.header("authorization", a);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 401, "{path} {authorization:?}");
+            let offered: Vec<_> = response
+                .headers()
+                .get_all("www-authenticate")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect();
+            assert!(
+                offered.iter().any(|v| v.starts_with("Basic")),
+                "{path}: {offered:?}"
+            );
+            let body: serde_json::Value = response.json().await.unwrap();
+            let error = body["error"].as_str().unwrap();
+            assert!(
+                error.contains(if authorization.is_none() {
+                    "DORA_API_TOKENS"
+                } else {
+                    "unknown token"
+                }),
+                "{path}: {error}"
+            );
+        }
+        for authorization in ["Bearer team-secret-0123456789", basic.as_str()] {
+            let response = client
+                .get(&url)
+                .header("authorization", authorization)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200, "{path} with a token");
+        }
+    }
+    let response = client
+        .get(format!("{}/dora?as_of=2026-03-16T00:00:00Z", api.url))
+        .bearer_auth("team-secret-0123456789")
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["deployment_frequency"]["deploys"], 1);
+    for probe in ["/healthz", "/readyz"] {
+        let (status, body) = get_json(&api.url, probe).await;
+        assert_eq!(status, 200, "{probe} needs no token: {body}");
+    }
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
