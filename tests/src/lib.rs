@@ -28,6 +28,13 @@ use tokio::task::JoinHandle;
 pub const CI_TOKEN: &str = "ci-secret-0123456789";
 /// A second token, named `pager`.
 pub const PAGER_TOKEN: &str = "pager-secret-0123456789";
+/// The key the gateway signs sources with and the projector checks them with.
+pub const SOURCE_KEY: &str = "test-source-key-0123456789abcdef-0123";
+
+/// [`SOURCE_KEY`] (or a list of keys), as the processes hold it.
+pub fn source_keys(value: &str) -> dora_event::signature::Sources {
+    dora_event::signature::Sources::parse(value).expect("test source keys")
+}
 
 fn server_url() -> String {
     std::env::var("DORA_TEST_DATABASE_URL")
@@ -152,6 +159,7 @@ impl TestEnv {
             stream: self.stream_settings(),
             tokens: dora_ingest::auth::Tokens::parse(&format!("ci={CI_TOKEN},pager={PAGER_TOKEN}"))
                 .expect("test tokens"),
+            sources: source_keys(SOURCE_KEY),
             addr: "127.0.0.1:0".parse().expect("addr"),
             max_body_bytes: 2 * 1024 * 1024,
             log: Default::default(),
@@ -166,6 +174,7 @@ impl TestEnv {
             database: dora_event::settings::DatabaseSettings {
                 url: self.database_url.clone(),
             },
+            sources: source_keys(SOURCE_KEY),
             consumer: "dora-projector".to_owned(),
             batch_size: 1000,
             ack_wait: Duration::from_secs(2),
@@ -317,6 +326,7 @@ impl TestEnv {
                 Decoded::Event(Stored {
                     event,
                     source: "fixture".to_owned(),
+                    refused_source: None,
                     stream_seq: self
                         .next_seq
                         .fetch_add(1, std::sync::atomic::Ordering::SeqCst),
