@@ -1,9 +1,10 @@
 //! Whose event is it: the gateway signs the `source` it publishes, and the projector
 //! keeps a claimed source only when its signature checks; anything else is `nats`.
 
+use dora_event::settings::LogFormat;
 use dora_event::signature::SIGNATURE_HEADER;
 use dora_system_tests::{
-    eventually, post_events, source_keys, TestEnv, CI_TOKEN, PAGER_TOKEN, SOURCE_KEY,
+    eventually, post_events, source_keys, Captured, TestEnv, CI_TOKEN, PAGER_TOKEN, SOURCE_KEY,
 };
 use serde_json::json;
 
@@ -61,9 +62,17 @@ async fn refused(base: &str) -> f64 {
         .unwrap()
 }
 
-#[tokio::test]
+// Current-thread runtime, so the projector's warnings reach this test's subscriber.
+#[tokio::test(flavor = "current_thread")]
 async fn a_forged_source_on_nats_is_stored_as_nats_and_counted() {
     let env = TestEnv::new().await;
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber =
+        dora_event::process::subscriber("dora_projector=warn", LogFormat::Json, false, move || {
+            writer.clone()
+        });
+    let guard = tracing::subscriber::set_default(subscriber);
     let projector = env.spawn_projector(env.projector_config()).await;
 
     // No header at all: a plain NATS publisher, nothing claimed, nothing refused.
@@ -109,6 +118,38 @@ async fn a_forged_source_on_nats_is_stored_as_nats_and_counted() {
     })
     .await;
     projector.stop().await.unwrap();
+    drop(guard);
+
+    // Each refusal is a warning naming the claim, never the signature.
+    let logs = captured.text();
+    let warned: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("claimed source"))
+        })
+        .collect();
+    assert_eq!(warned.len(), 6, "{logs}");
+    let copied = warned.iter().find(|l| l["id"] == "copied-source").unwrap();
+    assert_eq!(copied["claimed"], "pager", "{copied}");
+    assert_eq!(copied["level"], "WARN", "{copied}");
+    assert!(warned.iter().any(|l| l["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no Dora-Source-Signature")));
+    for signature in [
+        &"ab".repeat(32),
+        &other,
+        &genuine,
+        &keys.sign("copied-source", "ci"),
+    ] {
+        assert!(
+            !logs.contains(signature.as_str()),
+            "a signature is logged: {logs}"
+        );
+    }
 
     // Replay checks the same way: the same sources again.
     dora_projector::replay(&env.projector_config())
