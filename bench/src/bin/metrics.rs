@@ -320,6 +320,7 @@ async fn load(pool: &PgPool, args: &Args) -> anyhow::Result<()> {
                 Decoded::Event(Stored {
                     event: e.clone(),
                     source: "bench".to_owned(),
+                    refused_source: None,
                     stream_seq: (i * 1000 + j + 1) as i64,
                     received_at: e.occurred_at,
                 })
