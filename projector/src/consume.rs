@@ -8,12 +8,13 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, AckKind};
+use dora_event::signature::Sources;
 use dora_event::ValidationError;
 use futures::{Stream, StreamExt};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::decode::{decode, Decoded, Incoming, Rejected};
+use crate::decode::{decode, Decoded, Incoming, Rejected, Stored};
 use crate::error::{Error, Result};
 use crate::metrics::ProjectorMetrics;
 use crate::store::{self, Applied};
@@ -39,12 +40,15 @@ pub struct BatchOutcome {
     pub pending: u64,
     /// Stream sequences of the messages kept as rejected.
     pub rejected_seqs: Vec<u64>,
+    /// Events whose claimed source was not signed and is stored as `nats`.
+    pub sources_refused: u64,
 }
 
 /// The consumer half of the projector: a durable pull consumer and the store.
 pub struct Projector {
     pool: PgPool,
     prefix: String,
+    sources: Sources,
     batches: Batches,
 }
 
@@ -121,11 +125,13 @@ fn forever(max_deliver: i64) -> String {
 }
 
 impl Projector {
-    /// Binds to the durable consumer `name` on `stream`, creating it if needed.
+    /// Binds to the durable consumer `name` on `stream`, creating it if needed. A
+    /// claimed source is kept when signed under one of `sources`.
     pub async fn new(
         pool: PgPool,
         stream: &jetstream::stream::Stream,
         prefix: &str,
+        sources: Sources,
         name: &str,
         ack_wait: Duration,
         batch_size: usize,
@@ -168,6 +174,7 @@ impl Projector {
         Ok(Projector {
             pool,
             prefix: prefix.to_owned(),
+            sources,
             batches: Box::pin(messages.ready_chunks(batch_size)),
         })
     }
@@ -203,9 +210,21 @@ impl Projector {
     ) -> Result<BatchOutcome> {
         let mut decoded: Vec<Decoded> = Vec::with_capacity(batch.len());
         let mut rejected_seqs = Vec::new();
+        let mut sources_refused = 0;
         for msg in batch {
             let incoming = Incoming::from_message(msg)?;
-            let d = decode(&self.prefix, incoming);
+            let stream_seq = incoming.stream_seq;
+            let d = decode(&self.prefix, &self.sources, incoming);
+            if let Decoded::Event(Stored {
+                refused_source: Some(refused),
+                event,
+                ..
+            }) = &d
+            {
+                sources_refused += 1;
+                tracing::warn!(stream_seq, id = %event.id, claimed = %refused.claimed,
+                    reason = refused.reason, "claimed source not signed; stored as `nats`");
+            }
             if let Decoded::Rejected(r) = &d {
                 rejected_seqs.push(r.incoming.stream_seq);
                 tracing::warn!(stream_seq = r.incoming.stream_seq, subject = %r.incoming.subject,
@@ -254,6 +273,7 @@ impl Projector {
             last_seq,
             pending,
             rejected_seqs,
+            sources_refused,
         })
     }
 

@@ -10,6 +10,7 @@
 use std::time::Instant;
 
 use async_nats::jetstream::{self, consumer};
+use dora_event::signature::Sources;
 use futures::StreamExt;
 use sqlx::PgPool;
 
@@ -34,13 +35,15 @@ pub struct ReplayOutcome {
 }
 
 /// Rebuilds the store at `live_schema` from `stream`. `live` must be a pool on
-/// `live_schema`, already migrated.
+/// `live_schema`, already migrated. Sources are checked against `sources` as the live
+/// projector does, so a replay with the same keys gives the same sources.
 pub async fn replay(
     database_url: &str,
     live: &PgPool,
     live_schema: &str,
     stream: &mut jetstream::stream::Stream,
     prefix: &str,
+    sources: &Sources,
     batch_size: usize,
 ) -> Result<ReplayOutcome> {
     let started = Instant::now();
@@ -52,7 +55,16 @@ pub async fn replay(
     if !locked {
         return Err(Error::ReplayRunning);
     }
-    let result = rebuild(database_url, live, live_schema, stream, prefix, batch_size).await;
+    let result = rebuild(
+        database_url,
+        live,
+        live_schema,
+        stream,
+        prefix,
+        sources,
+        batch_size,
+    )
+    .await;
     sqlx::query("SELECT pg_advisory_unlock(hashtext('dora-replay'))")
         .execute(&mut *guard)
         .await?;
@@ -67,6 +79,7 @@ async fn rebuild(
     live_schema: &str,
     stream: &mut jetstream::stream::Stream,
     prefix: &str,
+    sources: &Sources,
     batch_size: usize,
 ) -> Result<ReplayOutcome> {
     // A replay that died half-way leaves its schema behind; start clean.
@@ -100,6 +113,7 @@ async fn rebuild(
         &mut batches,
         &fresh,
         prefix,
+        sources,
         target,
         ReplayOutcome::default(),
     )
@@ -123,7 +137,7 @@ async fn rebuild(
             .await?;
     let live_last = live_last.map_or(0, |s| u64::try_from(s).unwrap_or(0));
     if live_last > outcome.last_seq {
-        outcome = read_until(&mut batches, &fresh, prefix, live_last, outcome).await?;
+        outcome = read_until(&mut batches, &fresh, prefix, sources, live_last, outcome).await?;
     }
     for statement in [
         format!("DROP SCHEMA IF EXISTS {RETIRED_SCHEMA} CASCADE"),
@@ -143,6 +157,7 @@ async fn read_until<S>(
     batches: &mut S,
     store: &PgPool,
     prefix: &str,
+    sources: &Sources,
     wanted: u64,
     mut outcome: ReplayOutcome,
 ) -> Result<ReplayOutcome>
@@ -163,7 +178,7 @@ where
             let msg = msg.map_err(|e| Error::Nats(e.into()))?;
             let incoming = Incoming::from_message(&msg)?;
             outcome.last_seq = outcome.last_seq.max(incoming.stream_seq);
-            decoded.push(decode(prefix, incoming));
+            decoded.push(decode(prefix, sources, incoming));
         }
         let applied = store::apply(store, &decoded).await?;
         outcome.messages += decoded.len() as u64;

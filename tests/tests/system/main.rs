@@ -15,4 +15,5 @@ mod metrics;
 mod observe;
 mod projector;
 mod replay;
+mod source;
 mod trend;
