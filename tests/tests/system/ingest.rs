@@ -504,9 +504,15 @@ async fn an_idempotency_key_makes_a_retried_request_without_ids_the_same_events(
 
 /// The gateway's default body limit, as the process would parse it.
 fn default_body_limit() -> usize {
-    dora_ingest::Config::try_parse_from(["dora-ingest", "--tokens", "ci=0123456789abcdef"])
-        .unwrap()
-        .max_body_bytes
+    dora_ingest::Config::try_parse_from([
+        "dora-ingest",
+        "--tokens",
+        "ci=0123456789abcdef",
+        "--source-key",
+        dora_system_tests::SOURCE_KEY,
+    ])
+    .unwrap()
+    .max_body_bytes
 }
 
 #[tokio::test]
@@ -794,6 +800,7 @@ async fn no_token_no_start() {
             .env_clear()
             .env("DORA_INGEST_ADDR", &addr)
             .env("NATS_URL", "nats://127.0.0.1:1")
+            .env("DORA_SOURCE_KEY", dora_system_tests::SOURCE_KEY)
             .kill_on_drop(true);
         if let Some(tokens) = tokens {
             command.env("DORA_INGEST_TOKENS", tokens);

@@ -774,7 +774,11 @@ async fn two_projectors_on_one_consumer_keep_the_first_copy_of_an_id() {
     let incoming = dora_projector::decode::Incoming::from_message(&held).unwrap();
     let applied = dora_projector::store::apply(
         &env.pool,
-        &[dora_projector::decode::decode(&env.prefix, incoming)],
+        &[dora_projector::decode::decode(
+            &env.prefix,
+            &dora_system_tests::source_keys(dora_system_tests::SOURCE_KEY),
+            incoming,
+        )],
     )
     .await
     .unwrap();
