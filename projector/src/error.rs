@@ -45,6 +45,24 @@ pub enum Error {
         /// Why it could not be changed.
         reason: String,
     },
+    /// The store was made from another stream than the one configured.
+    #[error("the store holds the events of stream `{recorded}`, but DORA_STREAM is `{configured}`: following `{configured}` would mix two streams in one store. Set DORA_STREAM back to `{recorded}`, or point DATABASE_URL at the store of `{configured}` (an empty database fills itself from the stream)")]
+    OtherStream {
+        /// The stream the store was made from.
+        recorded: String,
+        /// The stream configured now.
+        configured: String,
+    },
+    /// The consumer named by `DORA_PROJECTOR_CONSUMER` belongs to another store.
+    #[error("consumer `{consumer}` belongs to store {other}, not to this one ({ours}): two stores sharing a consumer each miss what the other acked. Unset DORA_PROJECTOR_CONSUMER to use this store's own consumer (dora-projector-{ours}), or name one no other store uses")]
+    OtherStore {
+        /// The durable name.
+        consumer: String,
+        /// The store its description names.
+        other: String,
+        /// This store's id.
+        ours: String,
+    },
     /// The HTTP server for health and metrics failed.
     #[error("serving DORA_PROJECTOR_ADDR: {0}")]
     Serve(std::io::Error),

@@ -73,8 +73,19 @@ async fn rebuild(
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {REPLAY_SCHEMA} CASCADE"))
         .execute(live)
         .await?;
+    let stream_name = stream.cached_info().config.name.clone();
+    let live_position = store::claim(live, &stream_name).await?;
+    if let Some(recorded) = live_position.stream.as_ref().filter(|s| **s != stream_name) {
+        return Err(Error::OtherStream {
+            recorded: recorded.clone(),
+            configured: stream_name,
+        });
+    }
     let fresh = store::connect(database_url, REPLAY_SCHEMA, 2).await?;
     store::migrate(&fresh, REPLAY_SCHEMA).await?;
+    // The rebuilt store is the same store: the live projector's consumer, named and
+    // described after its id, must still be its own after the swap.
+    store::adopt_identity(&fresh, &live_position).await?;
 
     let target = stream
         .info()
@@ -165,7 +176,7 @@ where
             outcome.last_seq = outcome.last_seq.max(incoming.stream_seq);
             decoded.push(decode(prefix, incoming));
         }
-        let applied = store::apply(store, &decoded).await?;
+        let applied = store::apply_at(store, &decoded, Some(outcome.last_seq)).await?;
         outcome.messages += decoded.len() as u64;
         outcome.applied += applied;
     }

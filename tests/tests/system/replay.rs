@@ -70,6 +70,7 @@ async fn replay_rebuilds_the_same_store_and_readers_never_see_it_half_built() {
         failed_before > 100,
         "the fixture has failures to rebuild: {failed_before}"
     );
+    let position_before = dora_projector::store::position(&env.pool).await.unwrap();
     let table_before: i64 = sqlx::query_scalar("SELECT 'events'::regclass::oid::int8")
         .fetch_one(&env.pool)
         .await
@@ -128,6 +129,13 @@ async fn replay_rebuilds_the_same_store_and_readers_never_see_it_half_built() {
         before,
         "the rebuilt store holds the same contents"
     );
+    let position_after = dora_projector::store::position(&env.pool).await.unwrap();
+    assert_eq!(
+        (&position_after.store_id, &position_after.stream),
+        (&position_before.store_id, &position_before.stream),
+        "the rebuilt store is the same store, so the live projector's consumer is still its own"
+    );
+    assert_eq!(position_after.last_seq, 3001);
 
     // The live projector goes on writing into the new store.
     let (status, _) = post_events(
