@@ -8,12 +8,13 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, AckKind};
+use dora_event::signature::Sources;
 use dora_event::ValidationError;
 use futures::{Stream, StreamExt};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::decode::{decode, Decoded, Incoming, Rejected};
+use crate::decode::{decode, Decoded, Incoming, Rejected, Stored};
 use crate::error::{Error, Result};
 use crate::metrics::ProjectorMetrics;
 use crate::store::{self, Applied};
@@ -39,6 +40,8 @@ pub struct BatchOutcome {
     pub pending: u64,
     /// Stream sequences of the messages kept as rejected.
     pub rejected_seqs: Vec<u64>,
+    /// Events whose claimed source was not signed and is stored as `nats`.
+    pub sources_refused: u64,
 }
 
 /// The consumer half of the projector: a durable pull consumer and the store.
@@ -46,6 +49,7 @@ pub struct Projector {
     pool: PgPool,
     prefix: String,
     consumer: String,
+    sources: Sources,
     batches: Batches,
 }
 
@@ -192,11 +196,13 @@ impl Projector {
     /// Binds to the store's durable consumer on `stream` (`name`, or the store's own
     /// when `None`), creating it if needed. A consumer that acked messages the store
     /// does not hold (the store was restored, failed over, or is another, empty,
-    /// database) is made again from the store's position.
+    /// database) is made again from the store's position. A claimed source is kept
+    /// when signed under one of `sources`.
     pub async fn new(
         pool: PgPool,
         stream: &jetstream::stream::Stream,
         prefix: &str,
+        sources: Sources,
         name: Option<&str>,
         ack_wait: Duration,
         batch_size: usize,
@@ -281,6 +287,7 @@ impl Projector {
             pool,
             prefix: prefix.to_owned(),
             consumer: name,
+            sources,
             batches: Box::pin(messages.ready_chunks(batch_size)),
         })
     }
@@ -321,9 +328,21 @@ impl Projector {
     ) -> Result<BatchOutcome> {
         let mut decoded: Vec<Decoded> = Vec::with_capacity(batch.len());
         let mut rejected_seqs = Vec::new();
+        let mut sources_refused = 0;
         for msg in batch {
             let incoming = Incoming::from_message(msg)?;
-            let d = decode(&self.prefix, incoming);
+            let stream_seq = incoming.stream_seq;
+            let d = decode(&self.prefix, &self.sources, incoming);
+            if let Decoded::Event(Stored {
+                refused_source: Some(refused),
+                event,
+                ..
+            }) = &d
+            {
+                sources_refused += 1;
+                tracing::warn!(stream_seq, id = %event.id, claimed = %refused.claimed,
+                    reason = refused.reason, "claimed source not signed; stored as `nats`");
+            }
             if let Decoded::Rejected(r) = &d {
                 rejected_seqs.push(r.incoming.stream_seq);
                 tracing::warn!(stream_seq = r.incoming.stream_seq, subject = %r.incoming.subject,
@@ -372,6 +391,7 @@ impl Projector {
             last_seq,
             pending,
             rejected_seqs,
+            sources_refused,
         })
     }
 

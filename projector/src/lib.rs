@@ -118,6 +118,7 @@ async fn follow(
         pool,
         &stream,
         &config.stream.subject_prefix,
+        config.sources.clone(),
         config.consumer.as_deref(),
         config.ack_wait,
         config.batch_size,
@@ -178,6 +179,7 @@ pub async fn replay(config: &Config) -> Result<replay::ReplayOutcome> {
         STORE_SCHEMA,
         &mut stream,
         &config.stream.subject_prefix,
+        &config.sources,
         config.batch_size,
     )
     .await

@@ -15,6 +15,7 @@
 use std::time::Instant;
 
 use async_nats::jetstream::{self, consumer};
+use dora_event::signature::Sources;
 use futures::StreamExt;
 use sqlx::PgPool;
 
@@ -39,13 +40,15 @@ pub struct ReplayOutcome {
 }
 
 /// Rebuilds the store at `live_schema` from `stream`. `live` must be a pool on
-/// `live_schema`, already migrated.
+/// `live_schema`, already migrated. Sources are checked against `sources` as the live
+/// projector does, so a replay with the same keys gives the same sources.
 pub async fn replay(
     database_url: &str,
     live: &PgPool,
     live_schema: &str,
     stream: &mut jetstream::stream::Stream,
     prefix: &str,
+    sources: &Sources,
     batch_size: usize,
 ) -> Result<ReplayOutcome> {
     let started = Instant::now();
@@ -57,7 +60,16 @@ pub async fn replay(
     if !locked {
         return Err(Error::ReplayRunning);
     }
-    let result = rebuild(database_url, live, live_schema, stream, prefix, batch_size).await;
+    let result = rebuild(
+        database_url,
+        live,
+        live_schema,
+        stream,
+        prefix,
+        sources,
+        batch_size,
+    )
+    .await;
     sqlx::query("SELECT pg_advisory_unlock(hashtext('dora-replay'))")
         .execute(&mut *guard)
         .await?;
@@ -72,6 +84,7 @@ async fn rebuild(
     live_schema: &str,
     stream: &mut jetstream::stream::Stream,
     prefix: &str,
+    sources: &Sources,
     batch_size: usize,
 ) -> Result<ReplayOutcome> {
     let stream_name = stream.cached_info().config.name.clone();
@@ -115,6 +128,7 @@ async fn rebuild(
         &mut batches,
         &fresh,
         prefix,
+        sources,
         target,
         ReplayOutcome::default(),
     )
@@ -132,10 +146,19 @@ async fn rebuild(
             to = live_seq,
             "catching up with the live projector"
         );
-        outcome = read_until(&mut batches, &fresh, prefix, live_seq, outcome).await?;
+        outcome = read_until(&mut batches, &fresh, prefix, sources, live_seq, outcome).await?;
     }
 
-    let swapped = swap(live, live_schema, &fresh, &mut batches, prefix, outcome).await;
+    let swapped = swap(
+        live,
+        live_schema,
+        &fresh,
+        &mut batches,
+        prefix,
+        sources,
+        outcome,
+    )
+    .await;
     fresh.close().await;
     match swapped {
         Ok(outcome) => Ok(outcome),
@@ -222,6 +245,7 @@ async fn swap<S>(
     fresh: &PgPool,
     batches: &mut S,
     prefix: &str,
+    sources: &Sources,
     outcome: ReplayOutcome,
 ) -> Result<ReplayOutcome, Swap>
 where
@@ -249,6 +273,7 @@ where
         batches,
         fresh,
         prefix,
+        sources,
         u64::try_from(live_seq).unwrap_or(0),
         outcome,
     )
@@ -304,6 +329,7 @@ async fn read_until<S>(
     batches: &mut S,
     store: &PgPool,
     prefix: &str,
+    sources: &Sources,
     wanted: u64,
     mut outcome: ReplayOutcome,
 ) -> Result<ReplayOutcome>
@@ -324,7 +350,7 @@ where
             let msg = msg.map_err(|e| Error::Nats(e.into()))?;
             let incoming = Incoming::from_message(&msg)?;
             outcome.last_seq = outcome.last_seq.max(incoming.stream_seq);
-            decoded.push(decode(prefix, incoming));
+            decoded.push(decode(prefix, sources, incoming));
         }
         let applied = store::apply_at(store, &decoded, Some(outcome.last_seq)).await?;
         outcome.messages += decoded.len() as u64;

@@ -28,6 +28,13 @@ use tokio::task::JoinHandle;
 pub const CI_TOKEN: &str = "ci-secret-0123456789";
 /// A second token, named `pager`.
 pub const PAGER_TOKEN: &str = "pager-secret-0123456789";
+/// The key the gateway signs sources with and the projector checks them with.
+pub const SOURCE_KEY: &str = "test-source-key-0123456789abcdef-0123";
+
+/// [`SOURCE_KEY`] (or a list of keys), as the processes hold it.
+pub fn source_keys(value: &str) -> dora_event::signature::Sources {
+    dora_event::signature::Sources::parse(value).expect("test source keys")
+}
 
 fn server_url() -> String {
     std::env::var("DORA_TEST_DATABASE_URL")
@@ -152,6 +159,7 @@ impl TestEnv {
             stream: self.stream_settings(),
             tokens: dora_ingest::auth::Tokens::parse(&format!("ci={CI_TOKEN},pager={PAGER_TOKEN}"))
                 .expect("test tokens"),
+            sources: source_keys(SOURCE_KEY),
             addr: "127.0.0.1:0".parse().expect("addr"),
             max_body_bytes: 2 * 1024 * 1024,
             log: Default::default(),
@@ -166,6 +174,7 @@ impl TestEnv {
             database: dora_event::settings::DatabaseSettings {
                 url: self.database_url.clone(),
             },
+            sources: source_keys(SOURCE_KEY),
             consumer: Some("dora-projector".to_owned()),
             batch_size: 1000,
             ack_wait: Duration::from_secs(2),
@@ -183,6 +192,7 @@ impl TestEnv {
             addr: "127.0.0.1:0".parse().expect("addr"),
             db_connections: 4,
             statement_timeout: std::time::Duration::from_secs(30),
+            tokens: None,
             log: Default::default(),
             alerts: dora_api::alerts::AlertSettings::default(),
         }
@@ -331,6 +341,7 @@ impl TestEnv {
                 Decoded::Event(Stored {
                     event,
                     source: "fixture".to_owned(),
+                    refused_source: None,
                     stream_seq: self
                         .next_seq
                         .fetch_add(1, std::sync::atomic::Ordering::SeqCst),
@@ -530,5 +541,31 @@ impl Rng {
     /// A number in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
+    }
+}
+
+/// A log writer (`MakeWriter` through a closure) that keeps what is written, for
+/// reading back. With a current-thread runtime the processes' tasks run on the test's
+/// thread, so a subscriber set for that thread sees their logs and no other test's.
+#[derive(Debug, Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -16,4 +16,5 @@ mod observe;
 mod position;
 mod projector;
 mod replay;
+mod source;
 mod trend;
