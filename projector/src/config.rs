@@ -26,13 +26,10 @@ pub struct Config {
     /// beside the old one while rotating. Required: no key, no start.
     #[arg(long = "source-key", env = "DORA_SOURCE_KEY", value_name = "DORA_SOURCE_KEY", value_parser = Sources::parse, hide_env_values = true)]
     pub sources: Sources,
-    /// Name of the durable JetStream consumer; its position survives restarts.
-    #[arg(
-        long,
-        env = "DORA_PROJECTOR_CONSUMER",
-        default_value = "dora-projector"
-    )]
-    pub consumer: String,
+    /// Name of the durable JetStream consumer; its position survives restarts. Default:
+    /// `dora-projector-<store id>`, the store's own, so two stores never share one.
+    #[arg(long, env = "DORA_PROJECTOR_CONSUMER")]
+    pub consumer: Option<String>,
     /// Most messages written in one transaction.
     #[arg(long, env = "DORA_PROJECTOR_BATCH", value_name = "DORA_PROJECTOR_BATCH", default_value_t = 1000, value_parser = batch_size)]
     pub batch_size: usize,

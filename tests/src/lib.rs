@@ -175,7 +175,7 @@ impl TestEnv {
                 url: self.database_url.clone(),
             },
             sources: source_keys(SOURCE_KEY),
-            consumer: "dora-projector".to_owned(),
+            consumer: Some("dora-projector".to_owned()),
             batch_size: 1000,
             ack_wait: Duration::from_secs(2),
             addr: "127.0.0.1:0".parse().expect("addr"),
@@ -273,6 +273,20 @@ impl TestEnv {
             .expect("JetStream ack")
     }
 
+    /// Publishes valid deploys `e-<i>` straight to the stream, without `Nats-Msg-Id`.
+    pub async fn publish_deploys(&self, ids: std::ops::Range<usize>) {
+        for i in ids {
+            let body = serde_json::json!({"id": format!("e-{i}"), "kind": "deploy",
+                "service": "api", "git_sha": format!("{i:06x}")});
+            self.publish_raw(
+                &self.subject("prod", "api", "deploy"),
+                body.to_string().as_bytes(),
+                None,
+            )
+            .await;
+        }
+    }
+
     /// The durable projector consumer's state, fresh from the server.
     pub async fn consumer_info(&self) -> jetstream::consumer::Info {
         self.js
@@ -340,19 +354,65 @@ impl TestEnv {
             .expect("seed");
     }
 
-    /// Deletes the stream and drops the database.
+    /// Creates another empty database, `<db_name>_<suffix>`, dropped by
+    /// [`TestEnv::cleanup`]; returns its URL.
+    pub async fn another_database(&self, suffix: &str) -> String {
+        let name = format!("{}_{suffix}", self.db_name);
+        let mut admin = admin().await;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create another database");
+        format!("{}/{name}", server_url())
+    }
+
+    /// Replaces database `to` with a copy of `from`, as a backup or a restore would:
+    /// whoever is connected to either is cut off. `to` is dropped by
+    /// [`TestEnv::cleanup`] when it is named `<db_name>_<suffix>`.
+    pub async fn copy_database(&self, from: &str, to: &str) {
+        let mut admin = admin().await;
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(from)
+            .execute(&mut admin)
+            .await
+            .expect("disconnect the source");
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {to} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .expect("drop the target");
+        sqlx::query(&format!("CREATE DATABASE {to} TEMPLATE {from}"))
+            .execute(&mut admin)
+            .await
+            .expect("copy the database");
+    }
+
+    /// Deletes the stream and drops the database (and the others made for this test).
     pub async fn cleanup(self) {
         let _ = self.js.delete_stream(&self.stream).await;
         self.pool.close().await;
         if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", server_url())).await {
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.db_name
-            ))
-            .execute(&mut admin)
-            .await;
+            let mut names: Vec<String> = sqlx::query_scalar(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
+            )
+            .bind(format!("{}_", self.db_name))
+            .fetch_all(&mut admin)
+            .await
+            .unwrap_or_default();
+            names.push(self.db_name.clone());
+            for name in names {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await;
+            }
         }
     }
+}
+
+/// A connection to the server's `postgres` database, for creating and dropping others.
+async fn admin() -> PgConnection {
+    PgConnection::connect(&format!("{}/postgres", server_url()))
+        .await
+        .expect("PostgreSQL at DORA_TEST_DATABASE_URL")
 }
 
 /// Deletes test streams left by runs that failed before their cleanup (older than an

@@ -13,6 +13,7 @@ mod emit_ci_files;
 mod ingest;
 mod metrics;
 mod observe;
+mod position;
 mod projector;
 mod replay;
 mod source;

@@ -35,7 +35,7 @@ async fn a_projector_stopped_after_commit_but_before_ack_leaves_each_event_once(
         &stream,
         &env.prefix,
         config.sources.clone(),
-        &config.consumer,
+        config.consumer.as_deref(),
         config.ack_wait,
         20,
     )
@@ -56,7 +56,7 @@ async fn a_projector_stopped_after_commit_but_before_ack_leaves_each_event_once(
         &stream,
         &env.prefix,
         config.sources.clone(),
-        &config.consumer,
+        config.consumer.as_deref(),
         config.ack_wait,
         1000,
     )
@@ -480,27 +480,39 @@ async fn an_existing_consumer_with_other_settings_is_updated_or_refused_by_name(
     let config = env.projector_config();
 
     // Made earlier with another ack wait: that can change in place.
-    let mut old =
-        dora_projector::consume::consumer_config(&config.consumer, Duration::from_secs(90), 1000);
-    stream.create_consumer(old.clone()).await.unwrap();
+    let name = config.consumer.clone().unwrap();
     let pool = dora_projector::store::connect(&env.database_url, dora_event::STORE_SCHEMA, 2)
         .await
         .unwrap();
+    let store_id = dora_projector::store::position(&pool)
+        .await
+        .unwrap()
+        .store_id;
+    let mut old =
+        dora_projector::consume::consumer_config(&name, &store_id, Duration::from_secs(90), 1000);
+    // Made by a release before stores had ids: no store in its description.
+    old.description = Some("dora-projector: appends events to the PostgreSQL log".to_owned());
+    stream.create_consumer(old.clone()).await.unwrap();
     Projector::new(
         pool.clone(),
         &stream,
         &env.prefix,
         config.sources.clone(),
-        &config.consumer,
+        config.consumer.as_deref(),
         config.ack_wait,
         1000,
     )
     .await
     .unwrap();
-    assert_eq!(env.consumer_info().await.config.ack_wait, config.ack_wait);
+    let info = env.consumer_info().await;
+    assert_eq!(info.config.ack_wait, config.ack_wait);
+    assert!(
+        info.config.description.unwrap().ends_with(&store_id),
+        "adopted by this store"
+    );
 
     // A deliver policy cannot change in place: the projector stops and names it.
-    stream.delete_consumer(&config.consumer).await.unwrap();
+    stream.delete_consumer(&name).await.unwrap();
     old.deliver_policy = async_nats::jetstream::consumer::DeliverPolicy::New;
     stream.create_consumer(old).await.unwrap();
     let err = Projector::new(
@@ -508,7 +520,7 @@ async fn an_existing_consumer_with_other_settings_is_updated_or_refused_by_name(
         &stream,
         &env.prefix,
         config.sources.clone(),
-        &config.consumer,
+        config.consumer.as_deref(),
         config.ack_wait,
         1000,
     )
@@ -607,9 +619,9 @@ async fn two_projectors_at_once_write_each_event_once() {
     ] {
         let env = TestEnv::new().await;
         let mut first = env.projector_config();
-        first.consumer = a.to_owned();
+        first.consumer = Some(a.to_owned());
         let mut second = env.projector_config();
-        second.consumer = b.to_owned();
+        second.consumer = Some(b.to_owned());
         let (one, two) = (
             env.spawn_projector(first).await,
             env.spawn_projector(second).await,
@@ -740,10 +752,18 @@ async fn two_projectors_on_one_consumer_keep_the_first_copy_of_an_id() {
     // Long enough that nothing is redelivered while the test holds a message.
     config.ack_wait = Duration::from_secs(60);
     let stream = env.js.get_stream(&env.stream).await.unwrap();
+    let name = config
+        .consumer
+        .clone()
+        .expect("the harness names its consumer");
+    let store_id = dora_projector::store::position(&env.pool)
+        .await
+        .unwrap()
+        .store_id;
     let consumer: async_nats::jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
-            &config.consumer,
-            dora_projector::consume::consumer_config(&config.consumer, config.ack_wait, 1000),
+            &name,
+            dora_projector::consume::consumer_config(&name, &store_id, config.ack_wait, 1000),
         )
         .await
         .unwrap();
