@@ -826,13 +826,14 @@ async fn no_token_no_start() {
 #[tokio::test]
 async fn a_batch_jetstream_takes_only_in_part_is_a_503_and_a_retry_completes_it() {
     let env = TestEnv::new().await;
-    // An operator's stream that holds three messages and refuses more: JetStream acks
-    // the first three publishes of a batch and refuses the rest.
+    // A stream that, once the gateway is up, holds three messages and refuses more (the
+    // gateway refuses to start on such a stream, so the limit comes after): JetStream
+    // acks the first three publishes of a batch and refuses the rest.
+    let ingest = env.spawn_ingest(env.ingest_config()).await;
     let mut config = dora_event::stream::config(&env.stream, &env.prefix);
     config.max_messages = 3;
     config.discard = async_nats::jetstream::stream::DiscardPolicy::New;
     env.js.update_stream(config.clone()).await.unwrap();
-    let ingest = env.spawn_ingest(env.ingest_config()).await;
 
     let batch: Vec<Value> = (0..5).map(|i| deploy(&format!("part-{i}"))).collect();
     let (status, body) = post_events(&ingest.url, Some(CI_TOKEN), &json!(batch)).await;
