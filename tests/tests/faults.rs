@@ -319,7 +319,6 @@ async fn a_gateway_killed_mid_batch_loses_and_repeats_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the store position (issue 11 gap 1)"]
 async fn a_store_restored_from_a_backup_is_refilled() {
     let _turn = TURN.lock().await;
     let world = World::start().await;

@@ -13,6 +13,8 @@ mod emit_ci_files;
 mod ingest;
 mod metrics;
 mod observe;
+mod position;
 mod projector;
 mod replay;
+mod source;
 mod trend;
