@@ -11,8 +11,10 @@
 //! - [`metrics`]: `GET /metrics`: request latency by route and the DORA gauges.
 //! - [`openapi`]: the top of the document `/openapi.json` serves.
 //! - [`alerts`]: regression alerts to Slack, and their state.
+//! - [`auth`]: the optional read tokens.
 
 pub mod alerts;
+pub mod auth;
 pub mod chart;
 pub mod config;
 pub mod dashboard;
@@ -106,7 +108,7 @@ pub async fn run(
         pool: pool.clone(),
         alerts: pools.alerts.clone(),
     };
-    let app = metrics.instrument(http::app(state));
+    let app = metrics.instrument(http::app(state), |app| auth::guard(app, config.tokens));
     let limits = dora_event::serve::Limits {
         settings: config.http,
         on_timeout: "ask for a shorter window or one service, or retry shortly",

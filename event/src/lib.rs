@@ -9,7 +9,12 @@
 //!   subject agrees with its body.
 //! - [`stream`]: the JetStream stream that is the source of truth.
 //! - `serve` (feature `process`): the HTTP server with its timeouts and in-flight limit.
+//! - [`tokens`]: named secrets, the gateway's ingest tokens and the API's read tokens.
+//! - [`duration`]: the one grammar of duration settings (`500ms`, `30s`, `15m`, `1h`, `2d`).
+//! - [`signature`]: the gateway's signature of an event's `source`, which the projector
+//!   checks before it believes the `Dora-Source` header (feature `signature`).
 
+pub mod duration;
 mod model;
 #[cfg(feature = "process")]
 pub mod observe;
@@ -18,8 +23,12 @@ pub mod process;
 #[cfg(feature = "process")]
 pub mod serve;
 pub mod settings;
+#[cfg(feature = "signature")]
+pub mod signature;
 pub mod stream;
 pub mod subject;
+#[cfg(feature = "process")]
+pub mod tokens;
 mod validate;
 
 pub use model::{Event, Kind};
@@ -28,8 +37,9 @@ pub use validate::{subject_token, validate, Origin, ValidationError, FIELDS, MAX
 /// Header that carries the event id, so JetStream drops a repeated publish.
 pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 
-/// Header the gateway sets to the name of the token that sent the event. Messages
-/// published straight to NATS have none, and their source is [`NATS_SOURCE`].
+/// Header the gateway sets to the name of the token that sent the event, signed in
+/// `Dora-Source-Signature` (see `signature`). Messages published straight to NATS have
+/// none, or one without a valid signature, and their source is [`NATS_SOURCE`].
 pub const SOURCE_HEADER: &str = "Dora-Source";
 
 /// The `source` of events published straight to the stream.

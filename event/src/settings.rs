@@ -56,37 +56,9 @@ impl Default for HttpSettings {
     }
 }
 
-/// Parses `30s`, `15m`, `1h`, `2d` (one number and one unit). `0s` is allowed here;
-/// settings that need a positive duration say so.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    let value = value.trim();
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{value}` has no unit; write e.g. 30s, 15m, 1h or 2d"))?;
-    let (number, unit) = value.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{value}` must start with a whole number, e.g. 30s, 15m, 1h"))?;
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => {
-            return Err(format!(
-                "`{value}`: unknown unit `{unit}`; the units are s, m, h and d"
-            ))
-        }
-    };
-    n.checked_mul(scale)
-        .filter(|secs| *secs <= 10 * 365 * 86_400)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("`{value}` is longer than 10 years"))
-}
-
 /// A duration longer than zero: a limit of `0s` would refuse everything.
 pub fn positive_duration(value: &str) -> Result<Duration, String> {
-    match parse_duration(value)? {
+    match crate::duration::parse(value)? {
         d if d.is_zero() => Err("must be longer than 0s".to_owned()),
         d => Ok(d),
     }

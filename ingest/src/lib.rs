@@ -8,7 +8,8 @@
 //! - [`body`]: reading a body as one event or an array, stopping past the limit.
 //! - [`http`]: routes, body checks and validation of single events and batches.
 //! - [`idempotency`]: ids derived from the `Idempotency-Key` header, so a retried request is the same events.
-//! - [`publish`]: pipelined publishes with `Nats-Msg-Id` for deduplication.
+//! - [`publish`]: pipelined publishes with `Nats-Msg-Id` for deduplication and the
+//!   signed `Dora-Source`.
 //! - [`metrics`]: the Prometheus series `/metrics` serves.
 //! - [`openapi`]: the document `/openapi.json` serves, and the request body's schema.
 
@@ -51,7 +52,11 @@ pub async fn run(
     publishing.set_timeout(config.publish_timeout + std::time::Duration::from_secs(1));
     let state = http::AppState {
         tokens: config.tokens,
-        publisher: publish::Publisher::new(publishing, &config.stream.subject_prefix),
+        publisher: publish::Publisher::new(
+            publishing,
+            &config.stream.subject_prefix,
+            config.sources,
+        ),
         nats: nats.clone(),
         js,
         stream: config.stream.stream,

@@ -5,6 +5,7 @@ use std::future::IntoFuture;
 
 use async_nats::jetstream;
 use async_nats::HeaderMap;
+use dora_event::signature::{Sources, SIGNATURE_HEADER};
 use dora_event::{subject, Event, MSG_ID_HEADER, SOURCE_HEADER};
 
 use crate::error::{Error, Result};
@@ -14,14 +15,17 @@ use crate::error::{Error, Result};
 pub struct Publisher {
     js: jetstream::Context,
     prefix: String,
+    sources: Sources,
 }
 
 impl Publisher {
-    /// A publisher on `prefix` subjects.
-    pub fn new(js: jetstream::Context, prefix: &str) -> Publisher {
+    /// A publisher on `prefix` subjects that signs each event's source with the first
+    /// of `sources`.
+    pub fn new(js: jetstream::Context, prefix: &str, sources: Sources) -> Publisher {
         Publisher {
             js,
             prefix: prefix.to_owned(),
+            sources,
         }
     }
 
@@ -35,6 +39,10 @@ impl Publisher {
             let mut headers = HeaderMap::new();
             headers.insert(MSG_ID_HEADER, event.id.as_str());
             headers.insert(SOURCE_HEADER, source);
+            headers.insert(
+                SIGNATURE_HEADER,
+                self.sources.sign(&event.id, source).as_str(),
+            );
             let ack = self
                 .js
                 .publish_with_headers(

@@ -118,15 +118,12 @@ impl AlertSettings {
     }
 }
 
-/// Parses `30s`, `15m`, `1h`, `2d`; shared with the HTTP limits.
-pub use dora_event::settings::parse_duration;
-
 fn duration(value: &str) -> Result<Duration, String> {
-    parse_duration(value)
+    dora_event::duration::parse(value)
 }
 
 fn interval(value: &str) -> Result<Duration, String> {
-    match parse_duration(value)? {
+    match dora_event::duration::parse(value)? {
         d if d.is_zero() => Err("must be longer than 0s".to_owned()),
         d => Ok(d),
     }
@@ -200,26 +197,6 @@ mod tests {
     #[test]
     fn the_defaults_are_the_contracts() {
         assert_eq!(parse(&[]).unwrap(), AlertSettings::default());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
-        for bad in [
-            "",
-            "15",
-            "m",
-            "1.5h",
-            "-1s",
-            "1w",
-            "1 h",
-            "99999999999999999999s",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

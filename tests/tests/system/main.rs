@@ -15,6 +15,8 @@ mod limits;
 mod metrics;
 mod observe;
 mod openapi;
+mod position;
 mod projector;
 mod replay;
+mod source;
 mod trend;
