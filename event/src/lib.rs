@@ -5,10 +5,14 @@
 //! - [`validate`]: turns one JSON value into an [`Event`] under the contract's rules, or a
 //!   [`ValidationError`] naming the field. The gateway and the projector call the same
 //!   function, so a message is accepted on one path exactly when it is on the other.
+//! - [`json`]: reads a body as JSON, refusing a key given twice (serde_json keeps the
+//!   last one, so `"succeeded"` twice would be ambiguous).
 //! - [`subject`]: the NATS subject an event travels on, and the check that a message's
 //!   subject agrees with its body.
 //! - [`stream`]: the JetStream stream that is the source of truth.
 
+pub mod invariants;
+pub mod json;
 mod model;
 #[cfg(feature = "process")]
 pub mod observe;

@@ -157,12 +157,27 @@ fn unacknowledged(reason: &str, fresh_ids: bool) -> String {
 /// One event or an array of 1-1000, validated as a whole: one bad element rejects all.
 /// Elements without an `id` get one derived from the `Idempotency-Key` when there is
 /// one, else a fresh UUIDv7; the flag says whether any fresh id was assigned.
-fn parse(body: &[u8], token: &str, key: Option<&str>) -> Result<(Vec<Event>, bool)> {
+/// Public for the property tests and the fuzzer, which drive it with hostile bodies.
+pub fn parse(body: &[u8], token: &str, key: Option<&str>) -> Result<(Vec<Event>, bool)> {
     let (mut items, batch) = match body::parse(body, MAX_BATCH) {
         Ok(Body::One(one)) => (vec![one], false),
         Ok(Body::Many(items)) => (items, true),
         Err(BodyError::Json(e)) => return Err(Error::InvalidJson(format!("invalid JSON: {e}"))),
         Err(BodyError::Count(e)) => return Err(Error::BatchSize(e)),
+        Err(BodyError::DuplicateKey {
+            index,
+            key,
+            message,
+        }) => {
+            return Err(Error::InvalidEvent {
+                message: match index {
+                    Some(i) => format!("event {i}: invalid JSON: {message}"),
+                    None => format!("invalid JSON: {message}"),
+                },
+                index,
+                field: Some(key),
+            })
+        }
     };
     let fresh_ids = match key {
         Some(key) => {

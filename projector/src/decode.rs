@@ -95,8 +95,8 @@ pub fn decode(prefix: &str, incoming: Incoming) -> Decoded {
 }
 
 fn check(prefix: &str, incoming: &Incoming) -> Result<Event, ValidationError> {
-    let value: serde_json::Value = serde_json::from_slice(&incoming.payload)
-        .map_err(|e| ValidationError::whole(format!("invalid JSON: {e}")))?;
+    // Strict: a key given twice is refused here as at the gateway.
+    let value = dora_event::json::from_slice(&incoming.payload)?;
     let event = validate(&value, Origin::Stream, incoming.received_at)?;
     subject::check(prefix, &incoming.subject, &event)?;
     match &incoming.msg_id {
@@ -140,6 +140,17 @@ mod tests {
             }
             Decoded::Rejected(r) => panic!("{r:?}"),
         }
+    }
+
+    #[test]
+    fn a_key_given_twice_is_rejected_as_at_the_gateway() {
+        let body = r#"{"id":"d1","kind":"deploy","service":"api","git_sha":"abcd","succeeded":false,"succeeded":true}"#;
+        let Decoded::Rejected(r) =
+            decode("dora.events", incoming("dora.events.prod.api.deploy", body))
+        else {
+            panic!("accepted a body with `succeeded` twice");
+        };
+        assert_eq!(r.error.field.as_deref(), Some("succeeded"));
     }
 
     #[test]
