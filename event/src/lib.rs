@@ -11,6 +11,7 @@
 //!   subject agrees with its body.
 //! - [`stream`]: the JetStream stream that is the source of truth.
 
+pub mod dedup;
 pub mod invariants;
 pub mod json;
 mod model;
@@ -26,7 +27,8 @@ mod validate;
 pub use model::{Event, Kind};
 pub use validate::{subject_token, validate, Origin, ValidationError, FIELDS, MAX_FUTURE};
 
-/// Header that carries the event id, so JetStream drops a repeated publish.
+/// Header that carries the event id and a digest of its content ([`dedup::msg_id`]), so
+/// JetStream drops an identical repeated publish but not a corrected one.
 pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 
 /// Header the gateway sets to the name of the token that sent the event. Messages

@@ -26,14 +26,15 @@ impl Publisher {
     }
 
     /// Publishes every event and waits for every ack. Returns how many JetStream
-    /// reported as duplicates (an id seen within the stream's duplicate window).
+    /// reported as duplicates: the same event (same id, same canonical content) seen
+    /// within the stream's duplicate window.
     /// An error means some events may not be stored: the client must retry, which the
     /// event ids make safe.
     pub async fn publish(&self, events: &[Event], source: &str) -> Result<usize> {
         let mut acks = Vec::with_capacity(events.len());
         for event in events {
             let mut headers = HeaderMap::new();
-            headers.insert(MSG_ID_HEADER, event.id.as_str());
+            headers.insert(MSG_ID_HEADER, dora_event::dedup::msg_id(event).as_str());
             headers.insert(SOURCE_HEADER, source);
             let ack = self
                 .js

@@ -100,13 +100,16 @@ fn check(prefix: &str, incoming: &Incoming) -> Result<Event, ValidationError> {
     let event = validate(&value, Origin::Stream, incoming.received_at)?;
     subject::check(prefix, &incoming.subject, &event)?;
     match &incoming.msg_id {
-        Some(msg_id) if *msg_id != event.id => Err(ValidationError::field(
-            "id",
-            format!(
-                "header {MSG_ID_HEADER} `{msg_id}` disagrees with the event id `{}`",
-                event.id
-            ),
-        )),
+        // `<id>` or `<id>:<digest>` (the gateway's form, dora_event::dedup).
+        Some(msg_id) if !dora_event::dedup::names(msg_id, &event.id) => {
+            Err(ValidationError::field(
+                "id",
+                format!(
+                    "header {MSG_ID_HEADER} `{msg_id}` disagrees with the event id `{}`",
+                    event.id
+                ),
+            ))
+        }
         _ => Ok(event),
     }
 }

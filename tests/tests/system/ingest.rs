@@ -74,12 +74,19 @@ async fn the_same_id_twice_is_one_row_and_the_repeat_is_reported() {
     assert_eq!(b2["duplicates"], 1, "{b2}");
     assert_eq!(b2["ids"], json!(["same"]));
 
-    // Over NATS with the header: JetStream drops it.
+    // Over NATS with the key the gateway used (`<id>:<digest of the canonical event>`,
+    // dora_event::dedup): JetStream drops it.
+    let event = dora_event::validate(
+        &deploy("same"),
+        dora_event::Origin::Stream,
+        chrono::Utc::now(),
+    )
+    .unwrap();
     let ack = env
         .publish_raw(
             &env.subject("prod", "checkout", "deploy"),
             &serde_json::to_vec(&deploy("same")).unwrap(),
-            Some("same"),
+            Some(&dora_event::dedup::msg_id(&event)),
         )
         .await;
     assert!(ack.duplicate);

@@ -7,6 +7,7 @@
 mod alerts;
 mod api;
 mod dashboard;
+mod dedup;
 mod demo;
 mod emit;
 mod emit_ci_files;
