@@ -35,6 +35,35 @@ pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 /// published straight to NATS have none, and their source is [`NATS_SOURCE`].
 pub const SOURCE_HEADER: &str = "Dora-Source";
 
+/// Header the gateway sets to the time it published the event (RFC 3339, UTC, in
+/// microseconds): the clock it judged "not in the future" by. The projector judges by
+/// the later of it and JetStream's time (see [`gateway_clock`]), so an event the
+/// gateway accepted near the 5-minute edge is not rejected because the NATS server's
+/// clock is behind the gateway's.
+pub const RECEIVED_AT_HEADER: &str = "Dora-Received-At";
+
+/// The time the future limit is judged against for a message JetStream stored at
+/// `stream_time` that carries [`RECEIVED_AT_HEADER`] `header`: the later of the two,
+/// the header counting for at most [`MAX_FUTURE`] past `stream_time`. Anyone who may
+/// publish on the stream can set the header (as with `Dora-Source`), so a forged one
+/// widens the limit to 10 minutes at most. Both inputs are stored with the message, so
+/// a replay decides the same way.
+pub fn gateway_clock(
+    stream_time: chrono::DateTime<chrono::Utc>,
+    header: Option<&str>,
+) -> chrono::DateTime<chrono::Utc> {
+    let Some(gateway) = header.and_then(|h| chrono::DateTime::parse_from_rfc3339(h).ok()) else {
+        return stream_time;
+    };
+    let gateway = gateway.with_timezone(&chrono::Utc);
+    gateway.clamp(stream_time, stream_time + MAX_FUTURE)
+}
+
+/// The value of [`RECEIVED_AT_HEADER`] for now.
+pub fn received_at_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
 /// The `source` of events published straight to the stream.
 pub const NATS_SOURCE: &str = "nats";
 

@@ -5,7 +5,7 @@ use std::future::IntoFuture;
 
 use async_nats::jetstream;
 use async_nats::HeaderMap;
-use dora_event::{subject, Event, MSG_ID_HEADER, SOURCE_HEADER};
+use dora_event::{subject, Event, MSG_ID_HEADER, RECEIVED_AT_HEADER, SOURCE_HEADER};
 
 use crate::error::{Error, Result};
 
@@ -36,6 +36,8 @@ impl Publisher {
             let mut headers = HeaderMap::new();
             headers.insert(MSG_ID_HEADER, dora_event::dedup::msg_id(event).as_str());
             headers.insert(SOURCE_HEADER, source);
+            // At or after validation: the projector's limit is then never stricter.
+            headers.insert(RECEIVED_AT_HEADER, dora_event::received_at_now().as_str());
             let ack = self
                 .js
                 .publish_with_headers(

@@ -6,7 +6,8 @@
 use async_nats::jetstream;
 use chrono::{DateTime, Utc};
 use dora_event::{
-    subject, validate, Event, Origin, ValidationError, MSG_ID_HEADER, NATS_SOURCE, SOURCE_HEADER,
+    subject, validate, Event, Origin, ValidationError, MSG_ID_HEADER, NATS_SOURCE,
+    RECEIVED_AT_HEADER, SOURCE_HEADER,
 };
 
 /// A message as the projector sees it.
@@ -24,6 +25,8 @@ pub struct Incoming {
     pub source: Option<String>,
     /// When JetStream stored it.
     pub received_at: DateTime<Utc>,
+    /// `Dora-Received-At` header, if any (set by the gateway).
+    pub gateway_received_at: Option<String>,
 }
 
 impl Incoming {
@@ -43,6 +46,7 @@ impl Incoming {
             msg_id: header(MSG_ID_HEADER),
             source: header(SOURCE_HEADER),
             received_at: info.published,
+            gateway_received_at: header(RECEIVED_AT_HEADER),
         })
     }
 }
@@ -97,7 +101,13 @@ pub fn decode(prefix: &str, incoming: Incoming) -> Decoded {
 fn check(prefix: &str, incoming: &Incoming) -> Result<Event, ValidationError> {
     // Strict: a key given twice is refused here as at the gateway.
     let value = dora_event::json::from_slice(&incoming.payload)?;
-    let event = validate(&value, Origin::Stream, incoming.received_at)?;
+    // The gateway's clock where it judged the message, within limits, so what it
+    // accepted is not refused here for the NATS server's clock being behind.
+    let judged_at = dora_event::gateway_clock(
+        incoming.received_at,
+        incoming.gateway_received_at.as_deref(),
+    );
+    let event = validate(&value, Origin::Stream, judged_at)?;
     subject::check(prefix, &incoming.subject, &event)?;
     match &incoming.msg_id {
         // `<id>` or `<id>:<digest>` (the gateway's form, dora_event::dedup).
@@ -126,6 +136,7 @@ mod tests {
             msg_id: None,
             source: None,
             received_at: "2026-03-16T12:00:00Z".parse().unwrap(),
+            gateway_received_at: None,
         }
     }
 
@@ -143,6 +154,44 @@ mod tests {
             }
             Decoded::Rejected(r) => panic!("{r:?}"),
         }
+    }
+
+    #[test]
+    fn the_future_limit_follows_the_gateway_clock_within_five_minutes() {
+        let at = |occurred: &str, header: Option<&str>| {
+            let body = format!(
+                r#"{{"id":"d1","kind":"deploy","service":"api","git_sha":"abcd","occurred_at":"{occurred}"}}"#
+            );
+            let mut m = incoming("dora.events.prod.api.deploy", &body);
+            m.gateway_received_at = header.map(str::to_owned);
+            match decode("dora.events", m) {
+                Decoded::Event(_) => Ok(()),
+                Decoded::Rejected(r) => Err(r.error.field),
+            }
+        };
+        let future = Err(Some("occurred_at".to_owned()));
+        // JetStream's clock (12:00) is 1 minute behind the gateway's (12:01), which
+        // accepted an event at 12:05:30.
+        assert_eq!(at("2026-03-16T12:05:30Z", None), future);
+        assert_eq!(
+            at("2026-03-16T12:05:30Z", Some("2026-03-16T12:01:00.000000Z")),
+            Ok(())
+        );
+        // A header behind JetStream does not narrow the limit; an unreadable one is ignored.
+        assert_eq!(
+            at("2026-03-16T12:04:00Z", Some("2026-03-16T11:00:00Z")),
+            Ok(())
+        );
+        assert_eq!(at("2026-03-16T12:04:00Z", Some("soon")), Ok(()));
+        // A forged header far ahead counts for 5 minutes at most: 10 in all.
+        assert_eq!(
+            at("2026-03-16T12:10:00Z", Some("2026-03-17T00:00:00Z")),
+            Ok(())
+        );
+        assert_eq!(
+            at("2026-03-16T12:10:01Z", Some("2026-03-17T00:00:00Z")),
+            future
+        );
     }
 
     #[test]
