@@ -112,22 +112,37 @@ pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(0)
 }
 
-/// Ready when the database answers and the store's schema is there.
+/// Ready when the database answers and the store's schema is there; the body tells
+/// how current the data is: when the newest event reached the store (JetStream's time)
+/// and how long ago, `null` for an empty store. An old newest event does not make the
+/// API unready (no deploys at night is normal): a monitor judges the age by its own
+/// threshold, and the projector's `/readyz` and lag metric say whether it keeps up.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match sqlx::query_scalar::<_, bool>("SELECT to_regclass('deploy_facts') IS NOT NULL")
-        .fetch_one(&state.pool)
-        .await
-    {
-        Ok(true) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Ok(false) => (
+    let unavailable = |error: String| {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(
-                json!({"status": "unavailable", "error": "the store is not migrated yet: start dora-projector"}),
-            ),
-        ),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "error": format!("database: {e}")})),
+            Json(json!({"status": "unavailable", "error": error})),
+        )
+    };
+    let newest =
+        sqlx::query_scalar::<_, Option<DateTime<Utc>>>("SELECT max(received_at) FROM events")
+            .fetch_one(&state.pool)
+            .await;
+    match newest {
+        Ok(newest) => {
+            let last_event = newest.map(|at| {
+                json!({
+                    "received_at": at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    "age_seconds": (Utc::now() - at).as_seconds_f64().max(0.0),
+                })
+            });
+            (
+                StatusCode::OK,
+                Json(json!({"status": "ready", "last_event": last_event})),
+            )
+        }
+        Err(e) => unavailable(
+            crate::error::store_unavailable(&e).unwrap_or_else(|| format!("database: {e}")),
         ),
     }
 }
