@@ -11,6 +11,7 @@ mod dedup;
 mod demo;
 mod emit;
 mod emit_ci_files;
+mod hostile;
 mod ingest;
 mod metrics;
 mod observe;
