@@ -70,12 +70,12 @@ async fn a_missing_database_is_created_and_migrated() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let migrated = loop {
         let found = match PgConnection::connect(&url).await {
-            Ok(mut db) => sqlx::query_scalar::<_, bool>(
-                "SELECT to_regclass('dora.events') IS NOT NULL",
-            )
-            .fetch_one(&mut db)
-            .await
-            .unwrap_or(false),
+            Ok(mut db) => {
+                sqlx::query_scalar::<_, bool>("SELECT to_regclass('dora.events') IS NOT NULL")
+                    .fetch_one(&mut db)
+                    .await
+                    .unwrap_or(false)
+            }
             Err(_) => false,
         };
         if found || Instant::now() > deadline {
@@ -113,6 +113,9 @@ async fn a_database_it_may_not_create_is_named_with_how_to_create_it() {
     assert!(!output.status.success(), "{out}");
     assert!(out.contains(&format!("the database `{name}`")), "{out}");
     assert!(out.contains("does not exist"), "{out}");
-    assert!(out.contains(&format!("CREATE DATABASE \"{name}\"")), "{out}");
+    assert!(
+        out.contains(&format!("CREATE DATABASE \"{name}\"")),
+        "{out}"
+    );
     assert!(out.contains("permission denied"), "the reason: {out}");
 }
