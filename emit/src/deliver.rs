@@ -204,7 +204,7 @@ pub async fn over_nats(
         let subject = subject.clone();
         let body = body.clone();
         // The gateway's key: a corrected event is not dropped as a repeat of the first.
-        let id = dora_event::dedup::msg_id(event);
+        let id = dora_event::dedup::msg_id(event, true);
         async move {
             let left = left.max(Duration::from_millis(100));
             let nats = match async_nats::ConnectOptions::new()

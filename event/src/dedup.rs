@@ -20,9 +20,20 @@ pub fn digest(bytes: &[u8]) -> String {
 
 /// The `Nats-Msg-Id` the gateway publishes `event` with: `<id>:<digest of its canonical
 /// JSON>`. Two requests that validate to the same event get the same key, however their
-/// JSON was written (key order, offsets, sha case).
-pub fn msg_id(event: &Event) -> String {
-    format!("{}:{}", event.id, digest(&event.to_json()))
+/// JSON was written (key order, offsets, sha case). `sent_occurred_at` says whether the
+/// sender gave `occurred_at`: when it did not, the gateway filled in the arrival time,
+/// which differs on every retry, so it is left out of the digest and an identical
+/// retry is still a duplicate.
+pub fn msg_id(event: &Event, sent_occurred_at: bool) -> String {
+    let mut canonical = serde_json::to_value(event).unwrap_or_default();
+    if !sent_occurred_at {
+        if let Some(fields) = canonical.as_object_mut() {
+            fields.remove("occurred_at");
+        }
+    }
+    // Serializing a Value cannot fail; its object keys come out sorted.
+    let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
+    format!("{}:{}", event.id, digest(&bytes))
 }
 
 /// True when a message's `Nats-Msg-Id` names the event `event_id`: the id alone (the
@@ -62,11 +73,18 @@ mod tests {
             json!({"id": "d:1", "kind": "deploy", "service": "api", "git_sha": "abcd",
                                  "occurred_at": "2026-03-16T12:00:00Z", "succeeded": false}),
         );
-        assert_eq!(msg_id(&a), msg_id(&same));
-        assert_ne!(msg_id(&a), msg_id(&fixed));
-        assert!(msg_id(&a).starts_with("d:1:"));
-        assert_eq!(msg_id(&a).len(), "d:1:".len() + 16);
-        assert!(names(&msg_id(&a), "d:1"));
+        assert_eq!(msg_id(&a, true), msg_id(&same, true));
+        assert_ne!(msg_id(&a, true), msg_id(&fixed, true));
+        assert!(msg_id(&a, true).starts_with("d:1:"));
+        assert_eq!(msg_id(&a, true).len(), "d:1:".len() + 16);
+        assert!(names(&msg_id(&a, true), "d:1"));
+        // Without a sent `occurred_at`, the arrival time the gateway filled in is not
+        // part of the key: a retry of the same request is the same message.
+        let mut later = a.clone();
+        later.occurred_at += chrono::TimeDelta::seconds(3);
+        assert_eq!(msg_id(&a, false), msg_id(&later, false));
+        assert_ne!(msg_id(&a, true), msg_id(&later, true));
+        assert_ne!(msg_id(&a, false), msg_id(&a, true));
     }
 
     #[test]

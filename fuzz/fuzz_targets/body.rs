@@ -16,9 +16,11 @@ fuzz_target!(|body: &[u8]| {
     };
     let before = chrono::Utc::now();
     match dora_ingest::http::parse(body, "ci", key) {
-        Ok((events, _)) => {
+        Ok(parsed) => {
             let after = chrono::Utc::now();
+            let events = parsed.events;
             assert!((1..=dora_ingest::http::MAX_BATCH).contains(&events.len()));
+            assert_eq!(parsed.msg_ids.len(), events.len());
             for event in &events {
                 if let Err(rule) = dora_event::invariants::check(event, after) {
                     panic!("accepted an event that breaks `{rule}`: {event:?}");

@@ -30,11 +30,17 @@ impl Publisher {
     /// within the stream's duplicate window.
     /// An error means some events may not be stored: the client must retry, which the
     /// event ids make safe.
-    pub async fn publish(&self, events: &[Event], source: &str) -> Result<usize> {
+    /// `msg_ids[i]` is event `i`'s `Nats-Msg-Id` ([`dora_event::dedup::msg_id`]).
+    pub async fn publish(
+        &self,
+        events: &[Event],
+        msg_ids: &[String],
+        source: &str,
+    ) -> Result<usize> {
         let mut acks = Vec::with_capacity(events.len());
-        for event in events {
+        for (event, msg_id) in events.iter().zip(msg_ids) {
             let mut headers = HeaderMap::new();
-            headers.insert(MSG_ID_HEADER, dora_event::dedup::msg_id(event).as_str());
+            headers.insert(MSG_ID_HEADER, msg_id.as_str());
             headers.insert(SOURCE_HEADER, source);
             // At or after validation: the projector's limit is then never stricter.
             headers.insert(RECEIVED_AT_HEADER, dora_event::received_at_now().as_str());

@@ -17,8 +17,10 @@ use serde_json::{json, Value};
 fn check(body: &[u8], key: Option<&str>) -> Result<usize, Error> {
     let before = Utc::now();
     match parse(body, "ci", key) {
-        Ok((events, _)) => {
+        Ok(parsed) => {
+            let events = parsed.events;
             assert!((1..=MAX_BATCH).contains(&events.len()));
+            assert_eq!(parsed.msg_ids.len(), events.len());
             let after = Utc::now();
             for event in &events {
                 // `received_at` is between `before` and `after`; the later bound is
@@ -183,7 +185,7 @@ fn refusal(body: &[u8]) -> (Option<usize>, Option<String>, String) {
             field,
             message,
         }) => (index, field, message),
-        other => panic!("{:?}", other.map(|(e, _)| e)),
+        other => panic!("{:?}", other.map(|p| p.events)),
     }
 }
 

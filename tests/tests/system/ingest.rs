@@ -86,7 +86,7 @@ async fn the_same_id_twice_is_one_row_and_the_repeat_is_reported() {
         .publish_raw(
             &env.subject("prod", "checkout", "deploy"),
             &serde_json::to_vec(&deploy("same")).unwrap(),
-            Some(&dora_event::dedup::msg_id(&event)),
+            Some(&dora_event::dedup::msg_id(&event, true)),
         )
         .await;
     assert!(ack.duplicate);
