@@ -93,6 +93,18 @@ async fn an_identical_retry_is_a_duplicate_and_another_body_with_the_id_is_not_s
     );
     assert_eq!(env.stream_messages().await, 1);
 
+    // A request without `occurred_at` sent twice: the gateway fills in the arrival
+    // time each time, and still the retry is the same message.
+    let untimed =
+        json!({"id": "h-2", "kind": "rollback", "service": "checkout", "git_sha": "abcd"});
+    let (_, u1) = post_events(&ingest.url, Some(CI_TOKEN), &untimed).await;
+    let (_, u2) = post_events(&ingest.url, Some(CI_TOKEN), &untimed).await;
+    assert_eq!(
+        (u1["duplicates"].clone(), u2["duplicates"].clone()),
+        (json!(0), json!(1))
+    );
+    assert_eq!(env.stream_messages().await, 2);
+
     // Another valid body with the same id: the contract says one id is one event, and
     // the first stored wins. JetStream keeps the message; the store does not add it.
     let other = json!({"id": "h-1", "kind": "deploy", "service": "checkout", "git_sha": "abcd",
@@ -106,14 +118,14 @@ async fn an_identical_retry_is_a_duplicate_and_another_body_with_the_id_is_not_s
         "service": "checkout", "git_sha": "abcd"}),
     )
     .await;
-    env.wait_for_events(2).await;
+    env.wait_for_events(3).await;
     env.wait_until_all_acked().await;
     assert_eq!(
         stored(&env, "h-1").await,
         Some(("checkout".into(), true)),
         "the first wins"
     );
-    assert_eq!(env.event_count().await, 2);
+    assert_eq!(env.event_count().await, 3);
 
     projector.stop().await.unwrap();
     ingest.stop().await.unwrap();
