@@ -9,8 +9,10 @@
 #                           ingest API first (a second run adds nothing)
 #
 # State kept between runs, in $DORA_STATE_DIR (default .dora/, ignored by git): the
-# generated ingest token, so a second run accepts the same token, and the end time of
-# the demo history, so a second --demo run sends the very same events.
+# generated ingest token, so a second run accepts the same token; the generated source
+# key, so events signed in one run keep their source in the next (and after a replay);
+# and the end time of the demo history, so a second --demo run sends the very same
+# events.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +20,7 @@ demo=false
 for arg in "$@"; do
     case "$arg" in
         --demo) demo=true ;;
-        -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run: unknown argument '$arg' (try --demo or --help)" >&2; exit 2 ;;
     esac
 done
@@ -54,6 +56,16 @@ else
     first=${DORA_INGEST_TOKENS%%,*}
     secret=${first#*=}
     token_note="the secret of '${first%%=*}' in DORA_INGEST_TOKENS"
+fi
+
+if [ -z "${DORA_SOURCE_KEY:-}" ]; then
+    # The key the gateway signs each event's source with and the projector checks it
+    # with; made on the first run and kept, as the token is.
+    if [ ! -s "$state/source-key" ]; then
+        (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$state/source-key")
+    fi
+    DORA_SOURCE_KEY=$(cat "$state/source-key")
+    export DORA_SOURCE_KEY
 fi
 
 pids=()

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use dora_event::settings::{DatabaseSettings, LogSettings};
+use dora_event::tokens::Tokens;
 
 use crate::alerts::AlertSettings;
 
@@ -42,6 +43,11 @@ pub struct Config {
         value_parser = statement_timeout
     )]
     pub statement_timeout: std::time::Duration,
+    /// Read tokens as `name=secret` pairs, comma-separated (secrets at least 16
+    /// characters). Unset, reads are open; set, every route but `/healthz` and `/readyz`
+    /// needs one, as a bearer token or as the password of HTTP Basic.
+    #[arg(long, env = "DORA_API_TOKENS", value_name = "DORA_API_TOKENS", value_parser = Tokens::parse, hide_env_values = true)]
+    pub tokens: Option<Tokens>,
     /// How the API logs.
     #[command(flatten)]
     pub log: LogSettings,
@@ -57,6 +63,7 @@ impl fmt::Debug for Config {
             .field("addr", &self.addr)
             .field("db_connections", &self.db_connections)
             .field("statement_timeout", &self.statement_timeout)
+            .field("tokens", &self.tokens)
             .field("log", &self.log)
             .field("alerts", &self.alerts)
             .finish()
@@ -64,7 +71,7 @@ impl fmt::Debug for Config {
 }
 
 fn statement_timeout(value: &str) -> Result<std::time::Duration, String> {
-    match crate::alerts::settings::parse_duration(value)? {
+    match dora_event::duration::parse(value)? {
         d if d.is_zero() => Err("must be longer than 0s (0 would mean no limit)".to_owned()),
         d => Ok(d),
     }

@@ -10,8 +10,10 @@
 //! - [`params`]: query-parameter checks, strict, per route.
 //! - [`metrics`]: `GET /metrics`: request latency by route and the DORA gauges.
 //! - [`alerts`]: regression alerts to Slack, and their state.
+//! - [`auth`]: the optional read tokens.
 
 pub mod alerts;
+pub mod auth;
 pub mod chart;
 pub mod config;
 pub mod dashboard;
@@ -104,7 +106,7 @@ pub async fn run(
         pool: pool.clone(),
         alerts: pools.alerts.clone(),
     };
-    let app = metrics.instrument(http::app(state));
+    let app = metrics.instrument(http::app(state), |app| auth::guard(app, config.tokens));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(dora_event::process::requested(shutdown))
         .await;

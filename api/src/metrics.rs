@@ -252,12 +252,13 @@ impl ApiMetrics {
         }
     }
 
-    /// Wraps the API's router: adds `GET /metrics` and times every route.
-    pub fn instrument(&self, app: Router) -> Router {
+    /// Wraps the API's router: adds `GET /metrics`, passes both through `guard` (the
+    /// read tokens), and counts and times every request, refused ones included.
+    pub fn instrument(&self, app: Router, guard: impl FnOnce(Router) -> Router) -> Router {
         let metrics = Router::new()
             .route("/metrics", get(serve))
             .with_state(self.clone());
-        app.merge(metrics).layer(middleware::from_fn_with_state(
+        guard(app.merge(metrics)).layer(middleware::from_fn_with_state(
             self.http.clone(),
             dora_event::observe::track,
         ))

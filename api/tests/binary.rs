@@ -117,6 +117,11 @@ fn a_malformed_setting_stops_the_binary_and_is_named() {
             "DORA_SLACK_WEBHOOK_URL",
             "hooks.slack.com/services/T0/B0/s3cr3t",
         ),
+        ("DORA_API_TOKENS", "team=s3cr3t"),
+        (
+            "DORA_API_TOKENS",
+            "team=s3cr3t-long-enough,team=s3cr3t-long-enough2",
+        ),
     ] {
         let out = dora_api()
             .env(name, value)
@@ -127,7 +132,7 @@ fn a_malformed_setting_stops_the_binary_and_is_named() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name}={value} was accepted");
         assert!(stderr.contains(name), "{name}={value}: {stderr}");
-        if name == "DORA_SLACK_WEBHOOK_URL" {
+        if matches!(name, "DORA_SLACK_WEBHOOK_URL" | "DORA_API_TOKENS") {
             assert!(
                 !stderr.contains("s3cr3t"),
                 "the secret is printed: {stderr}"

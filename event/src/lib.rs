@@ -10,8 +10,13 @@
 //! - [`subject`]: the NATS subject an event travels on, and the check that a message's
 //!   subject agrees with its body.
 //! - [`stream`]: the JetStream stream that is the source of truth.
+//! - [`tokens`]: named secrets, the gateway's ingest tokens and the API's read tokens.
+//! - [`duration`]: the one grammar of duration settings (`500ms`, `30s`, `15m`, `1h`, `2d`).
+//! - [`signature`]: the gateway's signature of an event's `source`, which the projector
+//!   checks before it believes the `Dora-Source` header (feature `signature`).
 
 pub mod dedup;
+pub mod duration;
 pub mod invariants;
 pub mod json;
 mod model;
@@ -20,8 +25,12 @@ pub mod observe;
 #[cfg(feature = "process")]
 pub mod process;
 pub mod settings;
+#[cfg(feature = "signature")]
+pub mod signature;
 pub mod stream;
 pub mod subject;
+#[cfg(feature = "process")]
+pub mod tokens;
 mod validate;
 
 pub use model::{Event, Kind};
@@ -31,8 +40,9 @@ pub use validate::{subject_token, validate, Origin, ValidationError, FIELDS, MAX
 /// JetStream drops an identical repeated publish but not a corrected one.
 pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 
-/// Header the gateway sets to the name of the token that sent the event. Messages
-/// published straight to NATS have none, and their source is [`NATS_SOURCE`].
+/// Header the gateway sets to the name of the token that sent the event, signed in
+/// `Dora-Source-Signature` (see `signature`). Messages published straight to NATS have
+/// none, or one without a valid signature, and their source is [`NATS_SOURCE`].
 pub const SOURCE_HEADER: &str = "Dora-Source";
 
 /// Header the gateway sets to the time it published the event (RFC 3339, UTC, in

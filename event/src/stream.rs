@@ -29,10 +29,83 @@ pub enum StreamError {
         /// What the existing stream captures.
         have: Vec<String>,
     },
+    /// An existing stream has a setting that lets it drop messages: acknowledged events
+    /// would disappear from the source of truth, and a replay would rebuild a store
+    /// without them.
+    #[error("JetStream stream `{name}` can drop events: {setting} is {value}. It is dora's source of truth and must keep every message: {fix}")]
+    DropsEvents {
+        /// The stream name.
+        name: String,
+        /// The setting, as `nats stream info` names it.
+        setting: &'static str,
+        /// Its value on the server.
+        value: String,
+        /// What to do about it.
+        fix: &'static str,
+    },
+}
+
+/// How to fix a limit that `nats stream edit` can change.
+const EDIT: &str = "as the admin user, `nats stream edit <stream>` with the setting unlimited (-1, or 0 for max_age)";
+
+/// Whether a stream's configuration keeps every message for good: no age, count, size
+/// or per-subject limit, limits retention (interest and work-queue retention delete
+/// acked messages), no rollups, and deletes and purges refused. Replicas, placement and
+/// the rest may differ. `Err` names the first setting that does not, its value, and
+/// what to do.
+pub fn keeps_everything(
+    config: &stream::Config,
+) -> Result<(), (&'static str, String, &'static str)> {
+    let limited = |n: i64| n > 0;
+    if config.retention != stream::RetentionPolicy::Limits {
+        return Err((
+            "retention",
+            format!("{:?}", config.retention),
+            "retention cannot change on an existing stream; make a new stream with limits retention and move the messages (or let dora create it)",
+        ));
+    }
+    if !config.max_age.is_zero() {
+        return Err(("max_age", format!("{:?}", config.max_age), EDIT));
+    }
+    if limited(config.max_messages) {
+        return Err(("max_msgs", config.max_messages.to_string(), EDIT));
+    }
+    if limited(config.max_bytes) {
+        return Err(("max_bytes", config.max_bytes.to_string(), EDIT));
+    }
+    if limited(config.max_messages_per_subject) {
+        return Err((
+            "max_msgs_per_subject",
+            config.max_messages_per_subject.to_string(),
+            EDIT,
+        ));
+    }
+    if config.allow_rollup {
+        return Err((
+            "allow_rollup",
+            "true".to_owned(),
+            "a rollup message deletes a subject's history; `nats stream edit <stream> --no-allow-rollup`",
+        ));
+    }
+    if !config.deny_delete {
+        return Err((
+            "deny_delete",
+            "false".to_owned(),
+            "`nats stream edit <stream> --deny-delete` (once set it cannot be unset)",
+        ));
+    }
+    if !config.deny_purge {
+        return Err((
+            "deny_purge",
+            "false".to_owned(),
+            "`nats stream edit <stream> --deny-purge` (once set it cannot be unset)",
+        ));
+    }
+    Ok(())
 }
 
 /// The configuration dora creates the stream with: file storage, no age or size limit
-/// (it is the source of truth), and no deletes or purges of single messages.
+/// (it is the source of truth), and no deletes or purges.
 pub fn config(name: &str, prefix: &str) -> stream::Config {
     stream::Config {
         name: name.to_owned(),
@@ -48,8 +121,9 @@ pub fn config(name: &str, prefix: &str) -> stream::Config {
 }
 
 /// Gets the stream, creating it when it is missing. An existing stream keeps its
-/// configuration (an operator may have tuned replicas or limits), but it must capture
-/// our subjects or nothing would ever be stored.
+/// configuration (an operator may have tuned replicas or placement), but it must
+/// capture our subjects or nothing would ever be stored, and it must keep every message
+/// ([`keeps_everything`]) or acknowledged events could silently disappear.
 pub async fn ensure(
     js: &jetstream::Context,
     name: &str,
@@ -63,7 +137,7 @@ pub async fn ensure(
             source: e.into(),
         })?;
     let wanted = crate::subject::wildcard(prefix);
-    let have = stream
+    let config = stream
         .info()
         .await
         .map_err(|e| StreamError::JetStream {
@@ -71,17 +145,21 @@ pub async fn ensure(
             source: e.into(),
         })?
         .config
-        .subjects
         .clone();
-    if have.iter().any(|s| s == &wanted || s == ">") {
-        Ok(stream)
-    } else {
-        Err(StreamError::Subjects {
+    if !config.subjects.iter().any(|s| s == &wanted || s == ">") {
+        return Err(StreamError::Subjects {
             name: name.to_owned(),
             wanted,
-            have,
-        })
+            have: config.subjects,
+        });
     }
+    keeps_everything(&config).map_err(|(setting, value, fix)| StreamError::DropsEvents {
+        name: name.to_owned(),
+        setting,
+        value,
+        fix,
+    })?;
+    Ok(stream)
 }
 
 /// Connects to NATS at `urls` (one URL, or several of one cluster, comma-separated),
@@ -116,4 +194,37 @@ pub fn parse_urls(urls: &str) -> Result<Vec<async_nats::ServerAddr>, std::io::Er
         ));
     }
     Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_stream_that_keeps_everything_is_accepted() {
+        let dora = config("DORA_EVENTS", "dora.events");
+        assert_eq!(keeps_everything(&dora), Ok(()));
+        let mut replicated = dora.clone();
+        replicated.num_replicas = 3;
+        assert_eq!(keeps_everything(&replicated), Ok(()), "replicas may differ");
+
+        type Change = fn(&mut stream::Config);
+        let cases: [(&str, Change); 8] = [
+            ("max_age", |c| c.max_age = Duration::from_secs(3600)),
+            ("max_msgs", |c| c.max_messages = 1000),
+            ("max_bytes", |c| c.max_bytes = 1 << 30),
+            ("max_msgs_per_subject", |c| c.max_messages_per_subject = 1),
+            ("retention", |c| {
+                c.retention = stream::RetentionPolicy::Interest;
+            }),
+            ("allow_rollup", |c| c.allow_rollup = true),
+            ("deny_delete", |c| c.deny_delete = false),
+            ("deny_purge", |c| c.deny_purge = false),
+        ];
+        for (setting, change) in cases {
+            let mut c = dora.clone();
+            change(&mut c);
+            assert_eq!(keeps_everything(&c).map_err(|e| e.0), Err(setting));
+        }
+    }
 }

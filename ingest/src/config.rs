@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use dora_event::settings::{LogSettings, StreamSettings};
+use dora_event::signature::Sources;
 
 use crate::auth::Tokens;
 
@@ -18,6 +19,12 @@ pub struct Config {
     /// `source` of the events sent with that secret. Required: no token, no start.
     #[arg(long, env = "DORA_INGEST_TOKENS", value_name = "DORA_INGEST_TOKENS", value_parser = Tokens::parse, hide_env_values = true)]
     pub tokens: Tokens,
+    /// Keys that sign each event's `source` (`Dora-Source-Signature`), so the
+    /// projector can tell the gateway's events from anything published straight to
+    /// NATS. Comma-separated, each at least 32 characters; the first signs. The
+    /// projector's list must hold it. Required: no key, no start.
+    #[arg(long = "source-key", env = "DORA_SOURCE_KEY", value_name = "DORA_SOURCE_KEY", value_parser = Sources::parse, hide_env_values = true)]
+    pub sources: Sources,
     /// Address to listen on.
     #[arg(
         long,

@@ -8,7 +8,8 @@
 //! - [`body`]: reading a body as one event or an array, stopping past the limit.
 //! - [`http`]: routes, body checks and validation of single events and batches.
 //! - [`idempotency`]: ids derived from the `Idempotency-Key` header, so a retried request is the same events.
-//! - [`publish`]: pipelined publishes with `Nats-Msg-Id` for deduplication.
+//! - [`publish`]: pipelined publishes with `Nats-Msg-Id` for deduplication and the
+//!   signed `Dora-Source`.
 //! - [`metrics`]: the Prometheus series `/metrics` serves.
 
 pub mod auth;
@@ -44,7 +45,11 @@ pub async fn run(
     dora_event::stream::ensure(&js, &config.stream.stream, &config.stream.subject_prefix).await?;
     let state = http::AppState {
         tokens: config.tokens,
-        publisher: publish::Publisher::new(js.clone(), &config.stream.subject_prefix),
+        publisher: publish::Publisher::new(
+            js.clone(),
+            &config.stream.subject_prefix,
+            config.sources,
+        ),
         nats: nats.clone(),
         js,
         stream: config.stream.stream,

@@ -5,6 +5,7 @@ use std::future::IntoFuture;
 
 use async_nats::jetstream;
 use async_nats::HeaderMap;
+use dora_event::signature::{Sources, SIGNATURE_HEADER};
 use dora_event::{subject, Event, MSG_ID_HEADER, RECEIVED_AT_HEADER, SOURCE_HEADER};
 
 use crate::error::{Error, Result};
@@ -14,14 +15,17 @@ use crate::error::{Error, Result};
 pub struct Publisher {
     js: jetstream::Context,
     prefix: String,
+    sources: Sources,
 }
 
 impl Publisher {
-    /// A publisher on `prefix` subjects.
-    pub fn new(js: jetstream::Context, prefix: &str) -> Publisher {
+    /// A publisher on `prefix` subjects that signs each event's source with the first
+    /// of `sources`.
+    pub fn new(js: jetstream::Context, prefix: &str, sources: Sources) -> Publisher {
         Publisher {
             js,
             prefix: prefix.to_owned(),
+            sources,
         }
     }
 
@@ -44,6 +48,10 @@ impl Publisher {
             headers.insert(SOURCE_HEADER, source);
             // At or after validation: the projector's limit is then never stricter.
             headers.insert(RECEIVED_AT_HEADER, dora_event::received_at_now().as_str());
+            headers.insert(
+                SIGNATURE_HEADER,
+                self.sources.sign(&event.id, source).as_str(),
+            );
             let ack = self
                 .js
                 .publish_with_headers(

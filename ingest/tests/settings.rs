@@ -3,6 +3,9 @@
 
 use std::process::Command;
 
+/// A valid `DORA_SOURCE_KEY`; a test that is about another setting passes it.
+const KEY: &str = "S0urceKeyValue-0123456789abcdef-xyz";
+
 fn start(env: &[(&str, &str)]) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_dora-ingest"))
         .env_clear()
@@ -34,10 +37,13 @@ fn no_token_no_start() {
 #[test]
 fn a_malformed_setting_names_itself_and_hides_every_secret() {
     // One short secret beside a good one: clap's own message would print both.
-    let (code, out) = start(&[(
-        "DORA_INGEST_TOKENS",
-        "ci=Sup3rSecretValue-123456,pager=sh0rtpw",
-    )]);
+    let (code, out) = start(&[
+        (
+            "DORA_INGEST_TOKENS",
+            "ci=Sup3rSecretValue-123456,pager=sh0rtpw",
+        ),
+        ("DORA_SOURCE_KEY", KEY),
+    ]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("DORA_INGEST_TOKENS"), "{out}");
     assert!(!out.contains("Sup3rSecretValue"), "{out}");
@@ -45,6 +51,7 @@ fn a_malformed_setting_names_itself_and_hides_every_secret() {
 
     let (code, out) = start(&[
         ("DORA_INGEST_TOKENS", "ci=Sup3rSecretValue-123456"),
+        ("DORA_SOURCE_KEY", KEY),
         ("NATS_URL", "nats://dora:natsPassw0rd@[::1"),
     ]);
     assert_eq!(code, 2, "{out}");
@@ -56,6 +63,7 @@ fn a_malformed_setting_names_itself_and_hides_every_secret() {
 fn nats_credentials_stay_out_of_the_startup_log_and_the_connect_error() {
     let (code, out) = start(&[
         ("DORA_INGEST_TOKENS", "ci=Sup3rSecretValue-123456"),
+        ("DORA_SOURCE_KEY", KEY),
         ("NATS_URL", "nats://dora:natsPassw0rd@127.0.0.1:1"),
         ("DORA_INGEST_ADDR", "127.0.0.1:0"),
     ]);
@@ -66,14 +74,45 @@ fn nats_credentials_stay_out_of_the_startup_log_and_the_connect_error() {
     );
     assert!(!out.contains("natsPassw0rd"), "{out}");
     assert!(!out.contains("Sup3rSecretValue"), "{out}");
+    assert!(out.contains("starting"), "the config was logged: {out}");
+    assert!(!out.contains(KEY), "{out}");
 }
 
 #[test]
 fn a_body_limit_that_refuses_every_event_is_refused() {
     let (code, out) = start(&[
         ("DORA_INGEST_TOKENS", "ci=Sup3rSecretValue-123456"),
+        ("DORA_SOURCE_KEY", KEY),
         ("DORA_INGEST_MAX_BODY_BYTES", "0"),
     ]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("DORA_INGEST_MAX_BODY_BYTES"), "{out}");
+}
+
+#[test]
+fn no_source_key_no_start_and_a_short_one_is_not_printed() {
+    let (code, out) = start(&[("DORA_INGEST_TOKENS", "ci=Sup3rSecretValue-123456")]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("DORA_SOURCE_KEY"), "{out}");
+
+    let (code, out) = start(&[
+        ("DORA_INGEST_TOKENS", "ci=Sup3rSecretValue-123456"),
+        ("DORA_SOURCE_KEY", "sh0rtS0urceKey"),
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("DORA_SOURCE_KEY"), "{out}");
+    assert!(out.contains("shorter than 32"), "{out}");
+    assert!(!out.contains("sh0rtS0urceKey"), "{out}");
+
+    // A good key beside a short one: neither is printed.
+    let (code, out) = start(&[
+        ("DORA_INGEST_TOKENS", "ci=Sup3rSecretValue-123456"),
+        ("DORA_SOURCE_KEY", &format!("{KEY},sh0rtS0urceKey")),
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("key 2"), "{out}");
+    assert!(
+        !out.contains(KEY) && !out.contains("sh0rtS0urceKey"),
+        "{out}"
+    );
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use dora_event::settings::{DatabaseSettings, LogSettings, StreamSettings};
+use dora_event::signature::Sources;
 
 /// dora-projector: appends every event of the stream, once, to the PostgreSQL event log.
 #[derive(Debug, Clone, Parser)]
@@ -19,13 +20,16 @@ pub struct Config {
     /// Where the store lives; the projector owns and migrates its schema.
     #[command(flatten)]
     pub database: DatabaseSettings,
-    /// Name of the durable JetStream consumer; its position survives restarts.
-    #[arg(
-        long,
-        env = "DORA_PROJECTOR_CONSUMER",
-        default_value = "dora-projector"
-    )]
-    pub consumer: String,
+    /// Keys the gateways sign each event's `source` with, comma-separated, each at
+    /// least 32 characters. A `Dora-Source` signed by any of them is kept; one missing,
+    /// unsigned or wrongly signed is stored as `nats` and counted. List the new key
+    /// beside the old one while rotating. Required: no key, no start.
+    #[arg(long = "source-key", env = "DORA_SOURCE_KEY", value_name = "DORA_SOURCE_KEY", value_parser = Sources::parse, hide_env_values = true)]
+    pub sources: Sources,
+    /// Name of the durable JetStream consumer; its position survives restarts. Default:
+    /// `dora-projector-<store id>`, the store's own, so two stores never share one.
+    #[arg(long, env = "DORA_PROJECTOR_CONSUMER")]
+    pub consumer: Option<String>,
     /// Most messages written in one transaction.
     #[arg(long, env = "DORA_PROJECTOR_BATCH", value_name = "DORA_PROJECTOR_BATCH", default_value_t = 1000, value_parser = batch_size)]
     pub batch_size: usize,

@@ -8,12 +8,13 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, AckKind};
+use dora_event::signature::Sources;
 use dora_event::ValidationError;
 use futures::{Stream, StreamExt};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::decode::{decode, Decoded, Incoming, Rejected};
+use crate::decode::{decode, Decoded, Incoming, Rejected, Stored};
 use crate::error::{Error, Result};
 use crate::metrics::ProjectorMetrics;
 use crate::store::{self, Applied};
@@ -39,12 +40,16 @@ pub struct BatchOutcome {
     pub pending: u64,
     /// Stream sequences of the messages kept as rejected.
     pub rejected_seqs: Vec<u64>,
+    /// Events whose claimed source was not signed and is stored as `nats`.
+    pub sources_refused: u64,
 }
 
 /// The consumer half of the projector: a durable pull consumer and the store.
 pub struct Projector {
     pool: PgPool,
     prefix: String,
+    consumer: String,
+    sources: Sources,
     batches: Batches,
 }
 
@@ -52,26 +57,57 @@ impl std::fmt::Debug for Projector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Projector")
             .field("prefix", &self.prefix)
+            .field("consumer", &self.consumer)
             .finish_non_exhaustive()
     }
 }
 
-/// The durable consumer's configuration: explicit acks, redelivered forever.
+/// The consumer name of a store when `DORA_PROJECTOR_CONSUMER` is not set: its own, so
+/// two stores following one stream never share a consumer (each would miss what the
+/// other acked).
+pub fn default_consumer(store_id: &str) -> String {
+    format!("dora-projector-{store_id}")
+}
+
+/// What the consumer's description says before the store it belongs to.
+const DESCRIPTION: &str = "dora-projector: appends events to the PostgreSQL log of store ";
+
+/// The store a consumer's description names, if it names one.
+fn store_of(description: Option<&str>) -> Option<&str> {
+    description?.strip_prefix(DESCRIPTION).map(str::trim)
+}
+
+/// The durable consumer's configuration: explicit acks, redelivered forever, from the
+/// start of the stream, for the store `store_id`.
 pub fn consumer_config(
     name: &str,
+    store_id: &str,
     ack_wait: Duration,
     batch_size: usize,
 ) -> consumer::pull::Config {
     consumer::pull::Config {
         durable_name: Some(name.to_owned()),
-        description: Some("dora-projector: appends events to the PostgreSQL log".to_owned()),
+        description: Some(format!("{DESCRIPTION}{store_id}")),
         ack_policy: consumer::AckPolicy::Explicit,
         deliver_policy: consumer::DeliverPolicy::All,
         ack_wait,
         // Room for a few batches in flight; never -1 (max_deliver) so nothing is dropped.
-        max_ack_pending: (batch_size * 4).max(1000) as i64,
+        max_ack_pending: max_ack_pending(batch_size),
         ..Default::default()
     }
+}
+
+fn max_ack_pending(batch_size: usize) -> i64 {
+    (batch_size * 4).max(1000) as i64
+}
+
+/// True for the deliver policies that miss nothing the store lacks: everything, or from
+/// a sequence the store's position chose.
+fn from_the_store(policy: consumer::DeliverPolicy) -> bool {
+    matches!(
+        policy,
+        consumer::DeliverPolicy::All | consumer::DeliverPolicy::ByStartSequence { .. }
+    )
 }
 
 /// The first setting of an existing consumer that is not what the projector needs:
@@ -87,9 +123,14 @@ fn differs(
             format!("{:?}", want.ack_policy),
         ),
         (
+            // All, or a start the store's position chose: either misses nothing.
             "deliver_policy",
             format!("{:?}", have.deliver_policy),
-            format!("{:?}", want.deliver_policy),
+            if from_the_store(have.deliver_policy) {
+                format!("{:?}", have.deliver_policy)
+            } else {
+                format!("{:?}", want.deliver_policy)
+            },
         ),
         (
             "filter_subject",
@@ -112,6 +153,11 @@ fn differs(
             have.max_ack_pending.to_string(),
             want.max_ack_pending.to_string(),
         ),
+        (
+            "description",
+            have.description.clone().unwrap_or_default(),
+            want.description.clone().unwrap_or_default(),
+        ),
     ];
     checks.into_iter().find(|(_, have, want)| have != want)
 }
@@ -120,29 +166,101 @@ fn forever(max_deliver: i64) -> String {
     if max_deliver <= 0 { -1 } else { max_deliver }.to_string()
 }
 
+/// Whether the consumer may have acked a message the store does not hold: its ack
+/// floor is past the store's position, or a message past the position was delivered
+/// and is no longer pending (acked out of order). The store only moves forward and the
+/// projector acks only what it committed, so either means the store went back in time.
+fn ahead_of(store_seq: u64, info: &consumer::Info) -> bool {
+    let floor = info.ack_floor.stream_sequence;
+    let delivered = info.delivered.stream_sequence;
+    floor > store_seq
+        || (delivered > store_seq
+            && (info.num_ack_pending as u64) < delivered - store_seq.max(floor))
+}
+
+/// Where a consumer made for a store at `store_seq` starts. A little before the
+/// position: a message below it may have been pending (redelivered out of order) when
+/// the position was written, and at most `max_ack_pending` are. Reading one again is
+/// harmless: events are kept by id, rejections by stream sequence.
+fn start_for(store_seq: u64, batch_size: usize) -> consumer::DeliverPolicy {
+    if store_seq == 0 {
+        return consumer::DeliverPolicy::All;
+    }
+    let rewind = u64::try_from(max_ack_pending(batch_size)).unwrap_or(0);
+    consumer::DeliverPolicy::ByStartSequence {
+        start_sequence: (store_seq + 1).saturating_sub(rewind).max(1),
+    }
+}
+
 impl Projector {
-    /// Binds to the durable consumer `name` on `stream`, creating it if needed.
+    /// Binds to the store's durable consumer on `stream` (`name`, or the store's own
+    /// when `None`), creating it if needed. A consumer that acked messages the store
+    /// does not hold (the store was restored, failed over, or is another, empty,
+    /// database) is made again from the store's position. A claimed source is kept
+    /// when signed under one of `sources`.
     pub async fn new(
         pool: PgPool,
         stream: &jetstream::stream::Stream,
         prefix: &str,
-        name: &str,
+        sources: Sources,
+        name: Option<&str>,
         ack_wait: Duration,
         batch_size: usize,
     ) -> Result<Projector> {
-        let wanted = consumer_config(name, ack_wait, batch_size);
+        let stream_name = stream.cached_info().config.name.clone();
+        let position = store::claim(&pool, &stream_name).await?;
+        if let Some(recorded) = position.stream.as_ref().filter(|s| **s != stream_name) {
+            return Err(Error::OtherStream {
+                recorded: recorded.clone(),
+                configured: stream_name,
+            });
+        }
+        let name = name.map_or_else(|| default_consumer(&position.store_id), str::to_owned);
+        let mut wanted = consumer_config(&name, &position.store_id, ack_wait, batch_size);
+        wanted.deliver_policy = start_for(position.last_seq, batch_size);
         let mut consumer: consumer::PullConsumer = stream
-            .get_or_create_consumer(name, wanted.clone())
+            .get_or_create_consumer(&name, wanted.clone())
             .await
             .map_err(|e| Error::Nats(e.into()))?;
+        let info = consumer.cached_info().clone();
+        if let Some(other) =
+            store_of(info.config.description.as_deref()).filter(|other| *other != position.store_id)
+        {
+            return Err(Error::OtherStore {
+                consumer: name,
+                other: other.to_owned(),
+                ours: position.store_id,
+            });
+        }
+        if ahead_of(position.last_seq, &info) {
+            tracing::warn!(
+                consumer = %name,
+                store_position = position.last_seq,
+                consumer_ack_floor = info.ack_floor.stream_sequence,
+                consumer_delivered = info.delivered.stream_sequence,
+                "THE STORE IS BEHIND ITS CONSUMER: it was restored from a backup, failed over to a replica that missed commits, or DATABASE_URL names another database. \
+                 The consumer acked messages the store does not hold; making it again from the store's position so they are read again"
+            );
+            stream
+                .delete_consumer(&name)
+                .await
+                .map_err(|e| Error::Nats(e.into()))?;
+            consumer = stream
+                .create_consumer(wanted.clone())
+                .await
+                .map_err(|e| Error::Nats(e.into()))?;
+        } else if from_the_store(info.config.deliver_policy) {
+            // An update must keep the policy the consumer was made with.
+            wanted.deliver_policy = info.config.deliver_policy;
+        }
         if let Some((setting, have, want)) = differs(&consumer.cached_info().config, &wanted) {
-            // An existing consumer keeps the settings it was made with; ack wait and the
-            // ack backlog can be changed in place, the rest cannot without losing the
-            // consumer's position, which is the operator's call, not ours.
-            tracing::info!(consumer = name, setting, %have, %want, "updating the consumer's settings");
+            // An existing consumer keeps the settings it was made with; ack wait, the
+            // ack backlog and the description can be changed in place, the rest cannot
+            // without losing the consumer's position, which is the operator's call.
+            tracing::info!(consumer = %name, setting, %have, %want, "updating the consumer's settings");
             consumer = stream.create_consumer(wanted.clone()).await.map_err(|e| {
                 Error::ConsumerSettings {
-                    consumer: name.to_owned(),
+                    consumer: name.clone(),
                     setting,
                     have: have.clone(),
                     want: want.clone(),
@@ -151,7 +269,7 @@ impl Projector {
             })?;
             if let Some((setting, have, want)) = differs(&consumer.cached_info().config, &wanted) {
                 return Err(Error::ConsumerSettings {
-                    consumer: name.to_owned(),
+                    consumer: name,
                     setting,
                     have,
                     want,
@@ -168,8 +286,15 @@ impl Projector {
         Ok(Projector {
             pool,
             prefix: prefix.to_owned(),
+            consumer: name,
+            sources,
             batches: Box::pin(messages.ready_chunks(batch_size)),
         })
+    }
+
+    /// The durable consumer's name.
+    pub fn consumer(&self) -> &str {
+        &self.consumer
     }
 
     /// Waits for messages and returns every one that is ready, up to the batch size.
@@ -203,9 +328,21 @@ impl Projector {
     ) -> Result<BatchOutcome> {
         let mut decoded: Vec<Decoded> = Vec::with_capacity(batch.len());
         let mut rejected_seqs = Vec::new();
+        let mut sources_refused = 0;
         for msg in batch {
             let incoming = Incoming::from_message(msg)?;
-            let d = decode(&self.prefix, incoming);
+            let stream_seq = incoming.stream_seq;
+            let d = decode(&self.prefix, &self.sources, incoming);
+            if let Decoded::Event(Stored {
+                refused_source: Some(refused),
+                event,
+                ..
+            }) = &d
+            {
+                sources_refused += 1;
+                tracing::warn!(stream_seq, id = %event.id, claimed = %refused.claimed,
+                    reason = refused.reason, "claimed source not signed; stored as `nats`");
+            }
             if let Decoded::Rejected(r) = &d {
                 rejected_seqs.push(r.incoming.stream_seq);
                 tracing::warn!(stream_seq = r.incoming.stream_seq, subject = %r.incoming.subject,
@@ -215,7 +352,7 @@ impl Projector {
         }
         let mut backoff = Duration::from_millis(100);
         let applied = loop {
-            let written = match store::apply(&self.pool, &decoded).await {
+            let written = match store::apply_at(&self.pool, &decoded, last_seq(batch)).await {
                 Err(e) if store::is_refusal(&e) => {
                     tracing::warn!(error = %e, "the store refused the batch; writing it one message at a time");
                     self.apply_one_by_one(batch, &mut decoded, &mut rejected_seqs)
@@ -254,6 +391,7 @@ impl Projector {
             last_seq,
             pending,
             rejected_seqs,
+            sources_refused,
         })
     }
 
@@ -268,7 +406,8 @@ impl Projector {
     ) -> Result<Applied> {
         let mut total = Applied::default();
         for (msg, d) in batch.iter().zip(decoded.iter_mut()) {
-            let applied = match store::apply(&self.pool, std::slice::from_ref(d)).await {
+            let at = last_seq(std::slice::from_ref(msg));
+            let applied = match store::apply_at(&self.pool, std::slice::from_ref(d), at).await {
                 Err(e) if store::is_refusal(&e) => {
                     let incoming = Incoming::from_message(msg)?;
                     tracing::warn!(stream_seq = incoming.stream_seq, error = %e, "message refused by the store; kept as rejected");
@@ -277,7 +416,7 @@ impl Projector {
                         incoming,
                         error: ValidationError::whole(format!("the store refused it: {e}")),
                     });
-                    store::apply(&self.pool, std::slice::from_ref(d)).await?
+                    store::apply_at(&self.pool, std::slice::from_ref(d), at).await?
                 }
                 other => other?,
             };
@@ -345,6 +484,14 @@ impl Projector {
         progress.log();
         Ok(())
     }
+}
+
+/// The highest stream sequence of a batch, which the store records with it.
+fn last_seq(batch: &[jetstream::Message]) -> Option<u64> {
+    batch
+        .iter()
+        .filter_map(|m| m.info().ok().map(|i| i.stream_sequence))
+        .max()
 }
 
 /// Running totals, logged every few seconds while there is traffic.

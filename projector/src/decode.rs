@@ -2,9 +2,13 @@
 //!
 //! The projector validates exactly as the gateway does (same function), against the
 //! time JetStream stored the message, so replaying an old message decides the same way.
+//! A message's `Dora-Source` is believed only with a valid `Dora-Source-Signature`
+//! (see `dora_event::signature`); otherwise its source is `nats`, as for any message
+//! published straight to NATS, and the refused claim is reported.
 
 use async_nats::jetstream;
 use chrono::{DateTime, Utc};
+use dora_event::signature::{Sources, Verdict, SIGNATURE_HEADER};
 use dora_event::{
     subject, validate, Event, Origin, ValidationError, MSG_ID_HEADER, NATS_SOURCE,
     RECEIVED_AT_HEADER, SOURCE_HEADER,
@@ -23,6 +27,8 @@ pub struct Incoming {
     pub msg_id: Option<String>,
     /// `Dora-Source` header, if any (set by the gateway).
     pub source: Option<String>,
+    /// `Dora-Source-Signature` header, if any (set by the gateway).
+    pub signature: Option<String>,
     /// When JetStream stored it.
     pub received_at: DateTime<Utc>,
     /// `Dora-Received-At` header, if any (set by the gateway).
@@ -45,6 +51,7 @@ impl Incoming {
             payload: msg.payload.to_vec(),
             msg_id: header(MSG_ID_HEADER),
             source: header(SOURCE_HEADER),
+            signature: header(SIGNATURE_HEADER),
             received_at: info.published,
             gateway_received_at: header(RECEIVED_AT_HEADER),
         })
@@ -58,10 +65,21 @@ pub struct Stored {
     pub event: Event,
     /// Token name, or `nats`.
     pub source: String,
+    /// The source the message claimed and did not prove; it is stored as `nats`.
+    pub refused_source: Option<RefusedSource>,
     /// JetStream sequence.
     pub stream_seq: i64,
     /// When JetStream stored it.
     pub received_at: DateTime<Utc>,
+}
+
+/// A `Dora-Source` the projector did not believe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedSource {
+    /// The header's value.
+    pub claimed: String,
+    /// Why: no signature, or one that no key made.
+    pub reason: &'static str,
 }
 
 /// A message that failed validation, kept with the reason.
@@ -82,20 +100,46 @@ pub enum Decoded {
     Rejected(Rejected),
 }
 
-/// Decides what one message is.
-pub fn decode(prefix: &str, incoming: Incoming) -> Decoded {
+/// Decides what one message is; a claimed source stands only if signed under one of
+/// `sources`.
+pub fn decode(prefix: &str, sources: &Sources, incoming: Incoming) -> Decoded {
     match check(prefix, &incoming) {
-        Ok(event) => Decoded::Event(Stored {
-            event,
-            source: incoming
-                .source
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| NATS_SOURCE.to_owned()),
-            stream_seq: i64::try_from(incoming.stream_seq).unwrap_or(i64::MAX),
-            received_at: incoming.received_at,
-        }),
+        Ok(event) => {
+            let (source, refused_source) = source(sources, &event, &incoming);
+            Decoded::Event(Stored {
+                event,
+                source,
+                refused_source,
+                stream_seq: i64::try_from(incoming.stream_seq).unwrap_or(i64::MAX),
+                received_at: incoming.received_at,
+            })
+        }
         Err(error) => Decoded::Rejected(Rejected { incoming, error }),
     }
+}
+
+/// The source to store, and the claim refused if there was one. The signature covers
+/// the event's id as validated, not the header's, so it names this event only.
+fn source(
+    sources: &Sources,
+    event: &Event,
+    incoming: &Incoming,
+) -> (String, Option<RefusedSource>) {
+    let claimed = match incoming.source.as_deref() {
+        // Claiming to be a plain NATS publisher needs no proof.
+        None | Some("" | NATS_SOURCE) => return (NATS_SOURCE.to_owned(), None),
+        Some(claimed) => claimed,
+    };
+    let reason = match sources.verify(&event.id, claimed, incoming.signature.as_deref()) {
+        Verdict::Signed => return (claimed.to_owned(), None),
+        Verdict::Unsigned => "no Dora-Source-Signature header",
+        Verdict::WrongSignature => "Dora-Source-Signature made by no key in DORA_SOURCE_KEY",
+    };
+    let refused = RefusedSource {
+        claimed: claimed.to_owned(),
+        reason,
+    };
+    (NATS_SOURCE.to_owned(), Some(refused))
 }
 
 fn check(prefix: &str, incoming: &Incoming) -> Result<Event, ValidationError> {
@@ -135,16 +179,27 @@ mod tests {
             payload: body.as_bytes().to_vec(),
             msg_id: None,
             source: None,
+            signature: None,
             received_at: "2026-03-16T12:00:00Z".parse().unwrap(),
             gateway_received_at: None,
         }
+    }
+
+    const KEY: &str = "decode-test-key-0123456789abcdef-0123";
+
+    fn keys() -> Sources {
+        Sources::parse(KEY).unwrap()
     }
 
     const BODY: &str = r#"{"id":"d1","kind":"deploy","service":"api","git_sha":"abcd"}"#;
 
     #[test]
     fn a_valid_message_from_nats_has_source_nats() {
-        match decode("dora.events", incoming("dora.events.prod.api.deploy", BODY)) {
+        match decode(
+            "dora.events",
+            &keys(),
+            incoming("dora.events.prod.api.deploy", BODY),
+        ) {
             Decoded::Event(s) => {
                 assert_eq!(s.source, "nats");
                 assert_eq!(
@@ -164,7 +219,7 @@ mod tests {
             );
             let mut m = incoming("dora.events.prod.api.deploy", &body);
             m.gateway_received_at = header.map(str::to_owned);
-            match decode("dora.events", m) {
+            match decode("dora.events", &keys(), m) {
                 Decoded::Event(_) => Ok(()),
                 Decoded::Rejected(r) => Err(r.error.field),
             }
@@ -197,9 +252,11 @@ mod tests {
     #[test]
     fn a_key_given_twice_is_rejected_as_at_the_gateway() {
         let body = r#"{"id":"d1","kind":"deploy","service":"api","git_sha":"abcd","succeeded":false,"succeeded":true}"#;
-        let Decoded::Rejected(r) =
-            decode("dora.events", incoming("dora.events.prod.api.deploy", body))
-        else {
+        let Decoded::Rejected(r) = decode(
+            "dora.events",
+            &keys(),
+            incoming("dora.events.prod.api.deploy", body),
+        ) else {
             panic!("accepted a body with `succeeded` twice");
         };
         assert_eq!(r.error.field.as_deref(), Some("succeeded"));
@@ -209,6 +266,7 @@ mod tests {
     fn subject_and_header_must_agree_with_the_body() {
         let Decoded::Rejected(r) = decode(
             "dora.events",
+            &keys(),
             incoming("dora.events.staging.api.deploy", BODY),
         ) else {
             panic!("accepted a subject that disagrees");
@@ -216,9 +274,13 @@ mod tests {
         assert_eq!(r.error.field.as_deref(), Some("subject"));
         let mut m = incoming("dora.events.prod.api.deploy", BODY);
         m.msg_id = Some("other".into());
-        assert!(matches!(decode("dora.events", m), Decoded::Rejected(_)));
+        assert!(matches!(
+            decode("dora.events", &keys(), m),
+            Decoded::Rejected(_)
+        ));
         let Decoded::Rejected(r) = decode(
             "dora.events",
+            &keys(),
             incoming("dora.events.prod.api.deploy", "{nope"),
         ) else {
             panic!("accepted invalid JSON");
@@ -228,5 +290,45 @@ mod tests {
             "{}",
             r.error.message
         );
+    }
+
+    fn stored(m: Incoming) -> Stored {
+        match decode("dora.events", &keys(), m) {
+            Decoded::Event(s) => s,
+            Decoded::Rejected(r) => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn a_claimed_source_stands_only_with_its_signature() {
+        let claiming = |source: &str, signature: Option<String>| {
+            let mut m = incoming("dora.events.prod.api.deploy", BODY);
+            m.source = Some(source.to_owned());
+            m.signature = signature;
+            m
+        };
+        let signed = stored(claiming("ci", Some(keys().sign("d1", "ci"))));
+        assert_eq!(
+            (signed.source.as_str(), signed.refused_source),
+            ("ci", None)
+        );
+
+        for (m, reason) in [
+            (claiming("ci", None), "no Dora-Source-Signature"),
+            (
+                claiming("pager", Some(keys().sign("d1", "ci"))),
+                "by no key",
+            ),
+            (claiming("ci", Some(keys().sign("d2", "ci"))), "by no key"),
+            (claiming("ci", Some("xyz".to_owned())), "by no key"),
+        ] {
+            let s = stored(m);
+            assert_eq!(s.source, "nats");
+            let refused = s.refused_source.expect("the claim is reported");
+            assert!(refused.reason.contains(reason), "{refused:?}");
+        }
+        // Claiming to be `nats` is no claim to refuse.
+        let s = stored(claiming("nats", None));
+        assert_eq!((s.source.as_str(), s.refused_source), ("nats", None));
     }
 }

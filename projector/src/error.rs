@@ -55,12 +55,56 @@ pub enum Error {
         /// Why it could not be changed.
         reason: String,
     },
+    /// The store was made from another stream than the one configured.
+    #[error("the store holds the events of stream `{recorded}`, but DORA_STREAM is `{configured}`: following `{configured}` would mix two streams in one store. Set DORA_STREAM back to `{recorded}`, or point DATABASE_URL at the store of `{configured}` (an empty database fills itself from the stream)")]
+    OtherStream {
+        /// The stream the store was made from.
+        recorded: String,
+        /// The stream configured now.
+        configured: String,
+    },
+    /// The consumer named by `DORA_PROJECTOR_CONSUMER` belongs to another store.
+    #[error("consumer `{consumer}` belongs to store {other}, not to this one ({ours}): two stores sharing a consumer each miss what the other acked. Unset DORA_PROJECTOR_CONSUMER to use this store's own consumer (dora-projector-{ours}), or name one no other store uses")]
+    OtherStore {
+        /// The durable name.
+        consumer: String,
+        /// The store its description names.
+        other: String,
+        /// This store's id.
+        ours: String,
+    },
     /// The HTTP server for health and metrics failed.
     #[error("serving DORA_PROJECTOR_ADDR: {0}")]
     Serve(std::io::Error),
     /// Another replay holds the replay lock.
     #[error("another replay of this store is running")]
     ReplayRunning,
+    /// The stream no longer holds the whole history.
+    #[error("stream `{stream}` does not hold the whole history: {reason}. A store rebuilt from it would lack those events, so replay is refused; the live store is unchanged. Restore the stream from a backup to replay")]
+    StreamIncomplete {
+        /// The stream name.
+        stream: String,
+        /// What is missing.
+        reason: String,
+    },
+    /// The rebuilt store holds fewer events than the live one.
+    #[error("refusing to swap in the rebuilt store: it holds {rebuilt} events, the live store {live}. The stream lacks events the live store has (or the live store has events that never were on it); the live store is unchanged, and the rebuilt one is kept as schema `{kept}` to compare (drop it when done)")]
+    SwapRefused {
+        /// Events in the live store.
+        live: u64,
+        /// Events in the rebuilt store.
+        rebuilt: u64,
+        /// The schema the rebuilt store is kept in.
+        kept: String,
+    },
+    /// The rebuilt store could not be swapped in.
+    #[error("the rebuilt store could not be swapped in: {source}. The live store is unchanged; the rebuilt one is kept as schema `{kept}` (drop it when done, or run replay again)")]
+    SwapFailed {
+        /// The schema the rebuilt store is kept in.
+        kept: String,
+        /// Why the swap failed.
+        source: Box<Error>,
+    },
     /// The stream ended while we still expected messages.
     #[error("the stream ended at sequence {at} before reaching {wanted}")]
     StreamEnded {

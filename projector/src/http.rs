@@ -28,8 +28,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Health {
     /// The series `/metrics` serves.
     pub metrics: ProjectorMetrics,
-    /// Name of the durable consumer whose lag is reported.
-    pub consumer: String,
+    /// Name of the durable consumer whose lag is reported, once the store named it.
+    pub consumer: OnceLock<String>,
     /// The migrated store, once reached.
     pub pool: OnceLock<PgPool>,
     /// The NATS connection, once made.
@@ -42,10 +42,10 @@ pub struct Health {
 
 impl Health {
     /// Nothing reached yet.
-    pub fn new(consumer: &str, metrics: ProjectorMetrics) -> Arc<Health> {
+    pub fn new(metrics: ProjectorMetrics) -> Arc<Health> {
         Arc::new(Health {
             metrics,
-            consumer: consumer.to_owned(),
+            consumer: OnceLock::new(),
             pool: OnceLock::new(),
             nats: OnceLock::new(),
             stream: OnceLock::new(),
@@ -92,10 +92,10 @@ impl Health {
     /// Asks the server for the consumer's state and updates the lag gauges. Keeps the
     /// last values when the server does not answer.
     pub async fn refresh_lag(&self) {
-        let Some(stream) = self.stream.get() else {
+        let (Some(stream), Some(consumer)) = (self.stream.get(), self.consumer.get()) else {
             return;
         };
-        match tokio::time::timeout(PROBE_TIMEOUT, stream.consumer_info(&self.consumer)).await {
+        match tokio::time::timeout(PROBE_TIMEOUT, stream.consumer_info(consumer)).await {
             Ok(Ok(info)) => self.metrics.consumer(&info),
             Ok(Err(e)) => tracing::debug!(error = %e, "consumer info for /metrics"),
             Err(_) => tracing::debug!("consumer info for /metrics timed out"),

@@ -94,7 +94,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let health = http::Health::new(&config.consumer, metrics::ProjectorMetrics::new());
+    let health = http::Health::new(metrics::ProjectorMetrics::new());
     tracing::info!(addr = ?listener.local_addr().ok(), "projector health and metrics listening");
     // The server stops when following stops, for whatever reason, not only on the signal.
     let (stop_server, server_stopped) = watch::channel(false);
@@ -133,15 +133,17 @@ async fn follow(
         pool,
         &stream,
         &config.stream.subject_prefix,
-        &config.consumer,
+        config.sources.clone(),
+        config.consumer.as_deref(),
         config.ack_wait,
         config.batch_size,
     )
     .await?;
+    let _ = health.consumer.set(projector.consumer().to_owned());
     let _ = health.stream.set(stream);
     // The lag and the last applied sequence are known before the first batch.
     health.refresh_lag().await;
-    tracing::info!(stream = %config.stream.stream, consumer = %config.consumer, "projector following the stream");
+    tracing::info!(stream = %config.stream.stream, consumer = %projector.consumer(), "projector following the stream");
     projector.run(shutdown, &health.metrics).await
 }
 
@@ -192,6 +194,7 @@ pub async fn replay(config: &Config) -> Result<replay::ReplayOutcome> {
         STORE_SCHEMA,
         &mut stream,
         &config.stream.subject_prefix,
+        &config.sources,
         config.batch_size,
     )
     .await

@@ -7,6 +7,8 @@
 //!   acked (at start, the consumer's ack floor).
 //! - `dora_projector_events_applied_total`, `dora_projector_events_duplicates_total`,
 //!   `dora_projector_events_rejected_total`: what the store made of each message.
+//! - `dora_projector_sources_refused_total`: events whose `Dora-Source` was missing a
+//!   valid signature; they are stored with source `nats`.
 //! - `dora_projector_batch_duration_seconds`: one batch, from its write to its acks.
 //! - `dora_projector_http_requests_total`, `dora_projector_http_request_duration_seconds`.
 
@@ -34,6 +36,7 @@ pub struct ProjectorMetrics {
     applied: Counter,
     duplicates: Counter,
     rejected: Counter,
+    sources_refused: Counter,
     batch_duration: Histogram,
 }
 
@@ -51,6 +54,7 @@ impl ProjectorMetrics {
             applied: Counter::default(),
             duplicates: Counter::default(),
             rejected: Counter::default(),
+            sources_refused: Counter::default(),
             batch_duration: Histogram::new(duration_buckets()),
         };
         let sub = registry.sub_registry_with_prefix("dora_projector");
@@ -85,6 +89,11 @@ impl ProjectorMetrics {
             metrics.rejected.clone(),
         );
         sub.register(
+            "sources_refused",
+            "Events whose claimed source had no valid signature, stored as `nats`",
+            metrics.sources_refused.clone(),
+        );
+        sub.register(
             "batch_duration_seconds",
             "Time to write one batch and ack its messages",
             metrics.batch_duration.clone(),
@@ -101,6 +110,7 @@ impl ProjectorMetrics {
         self.applied.inc_by(outcome.applied.inserted);
         self.duplicates.inc_by(outcome.applied.duplicates);
         self.rejected.inc_by(outcome.applied.rejected);
+        self.sources_refused.inc_by(outcome.sources_refused);
         self.lag.set(gauge_value(outcome.pending));
         if outcome.last_seq > 0 {
             // A batch redelivered after a slower one must not move the gauge back.

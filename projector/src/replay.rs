@@ -3,13 +3,19 @@
 //! The new store is built in its own schema (`dora_replay`) with the same migrations
 //! and the same batch code as the live one, then renamed into place in one
 //! transaction. Readers see the old store or the new one, never a half-built one. The
-//! live projector may keep running: while the swap holds the old log locked, replay
-//! catches up to the last message the live projector wrote, so nothing it appended is
-//! lost; its next batch lands in the new store.
+//! live projector may keep running: replay catches up with it in rounds, then, holding
+//! its batch lock for a moment, reads the last messages it wrote, so nothing it
+//! appended or rejected is lost; its next batch lands in the new store.
+//!
+//! Replay deletes nothing it cannot rebuild: a stream that can drop messages, or has
+//! dropped some (its first sequence is not 1), is refused, and so is a rebuilt store
+//! with fewer events than the live one; a rebuilt store that could not be swapped in
+//! is kept under another name.
 
 use std::time::Instant;
 
 use async_nats::jetstream::{self, consumer};
+use dora_event::signature::Sources;
 use futures::StreamExt;
 use sqlx::PgPool;
 
@@ -34,13 +40,15 @@ pub struct ReplayOutcome {
 }
 
 /// Rebuilds the store at `live_schema` from `stream`. `live` must be a pool on
-/// `live_schema`, already migrated.
+/// `live_schema`, already migrated. Sources are checked against `sources` as the live
+/// projector does, so a replay with the same keys gives the same sources.
 pub async fn replay(
     database_url: &str,
     live: &PgPool,
     live_schema: &str,
     stream: &mut jetstream::stream::Stream,
     prefix: &str,
+    sources: &Sources,
     batch_size: usize,
 ) -> Result<ReplayOutcome> {
     let started = Instant::now();
@@ -52,7 +60,16 @@ pub async fn replay(
     if !locked {
         return Err(Error::ReplayRunning);
     }
-    let result = rebuild(database_url, live, live_schema, stream, prefix, batch_size).await;
+    let result = rebuild(
+        database_url,
+        live,
+        live_schema,
+        stream,
+        prefix,
+        sources,
+        batch_size,
+    )
+    .await;
     sqlx::query("SELECT pg_advisory_unlock(hashtext('dora-replay'))")
         .execute(&mut *guard)
         .await?;
@@ -67,21 +84,32 @@ async fn rebuild(
     live_schema: &str,
     stream: &mut jetstream::stream::Stream,
     prefix: &str,
+    sources: &Sources,
     batch_size: usize,
 ) -> Result<ReplayOutcome> {
+    let stream_name = stream.cached_info().config.name.clone();
+    let live_position = store::claim(live, &stream_name).await?;
+    if let Some(recorded) = live_position.stream.as_ref().filter(|s| **s != stream_name) {
+        return Err(Error::OtherStream {
+            recorded: recorded.clone(),
+            configured: stream_name,
+        });
+    }
+    // After the live position, so that a store ahead of the stream is not a race.
+    let info = stream.info().await.map_err(|e| Error::Nats(e.into()))?;
+    let target = info.state.last_sequence;
+    complete(&stream_name, info, live_position.last_seq)?;
+
     // A replay that died half-way leaves its schema behind; start clean.
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {REPLAY_SCHEMA} CASCADE"))
         .execute(live)
         .await?;
     let fresh = store::connect(database_url, REPLAY_SCHEMA, 2).await?;
     store::migrate(&fresh, REPLAY_SCHEMA).await?;
+    // The rebuilt store is the same store: the live projector's consumer, named and
+    // described after its id, must still be its own after the swap.
+    store::adopt_identity(&fresh, &live_position).await?;
 
-    let target = stream
-        .info()
-        .await
-        .map_err(|e| Error::Nats(e.into()))?
-        .state
-        .last_sequence;
     tracing::info!(target, "replaying the stream into a fresh store");
     let ordered = stream
         .create_consumer(consumer::pull::OrderedConfig {
@@ -100,30 +128,168 @@ async fn rebuild(
         &mut batches,
         &fresh,
         prefix,
+        sources,
         target,
         ReplayOutcome::default(),
     )
     .await?;
 
-    // The swap. Locking the live log in EXCLUSIVE mode stops the live projector's
-    // writes but not the readers; then whatever it wrote after our target is read from
-    // the stream too, and the schemas change names in the same transaction.
+    // Catch up with the live projector in rounds, without a lock, until it is less than
+    // a batch ahead: the swap below blocks its writes, and should for a moment only.
+    loop {
+        let live_seq = store::position(live).await?.last_seq;
+        if live_seq <= outcome.last_seq + batch_size as u64 {
+            break;
+        }
+        tracing::info!(
+            from = outcome.last_seq,
+            to = live_seq,
+            "catching up with the live projector"
+        );
+        outcome = read_until(&mut batches, &fresh, prefix, sources, live_seq, outcome).await?;
+    }
+
+    let swapped = swap(
+        live,
+        live_schema,
+        &fresh,
+        &mut batches,
+        prefix,
+        sources,
+        outcome,
+    )
+    .await;
+    fresh.close().await;
+    match swapped {
+        Ok(outcome) => Ok(outcome),
+        Err(Swap::Refused {
+            live: live_events,
+            rebuilt,
+        }) => Err(Error::SwapRefused {
+            live: live_events,
+            rebuilt,
+            kept: keep_rebuilt(live).await,
+        }),
+        Err(Swap::Failed(e)) => Err(Error::SwapFailed {
+            kept: keep_rebuilt(live).await,
+            source: Box::new(e),
+        }),
+    }
+}
+
+/// Refuses a stream that no longer holds the whole history: a store rebuilt from it
+/// would lack the events it lost.
+fn complete(name: &str, info: &jetstream::stream::Info, live_seq: u64) -> Result<()> {
+    if let Err((setting, value, fix)) = dora_event::stream::keeps_everything(&info.config) {
+        return Err(Error::Stream(
+            dora_event::stream::StreamError::DropsEvents {
+                name: name.to_owned(),
+                setting,
+                value,
+                fix,
+            },
+        ));
+    }
+    let state = &info.state;
+    if state.first_sequence > 1 {
+        return Err(Error::StreamIncomplete {
+            stream: name.to_owned(),
+            reason: format!(
+                "its first message is sequence {}: messages 1 to {} expired or were purged",
+                state.first_sequence,
+                state.first_sequence - 1
+            ),
+        });
+    }
+    if live_seq > state.last_sequence {
+        return Err(Error::StreamIncomplete {
+            stream: name.to_owned(),
+            reason: format!(
+                "the store has written up to sequence {live_seq} but the stream ends at {}: it was recreated, or restored from an older backup",
+                state.last_sequence
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Why a swap did not happen.
+enum Swap {
+    /// The rebuilt store holds fewer events than the live one.
+    Refused { live: u64, rebuilt: u64 },
+    /// Something failed on the way.
+    Failed(Error),
+}
+
+impl From<Error> for Swap {
+    fn from(e: Error) -> Swap {
+        Swap::Failed(e)
+    }
+}
+
+impl From<sqlx::Error> for Swap {
+    fn from(e: sqlx::Error) -> Swap {
+        Swap::Failed(e.into())
+    }
+}
+
+/// Swaps the rebuilt store in, in one transaction on the live store. The projector's
+/// batch lock first: the batch in flight commits, and no other can until the renames
+/// are committed, not even one of only rejected messages (which never touches the log,
+/// so the log's lock alone would let it land in the store being retired). Then the
+/// last messages the live store wrote are read into the rebuilt one, the two are
+/// compared, and the schemas change names.
+async fn swap<S>(
+    live: &PgPool,
+    live_schema: &str,
+    fresh: &PgPool,
+    batches: &mut S,
+    prefix: &str,
+    sources: &Sources,
+    outcome: ReplayOutcome,
+) -> Result<ReplayOutcome, Swap>
+where
+    S: futures::Stream<Item = Vec<Result<jetstream::Message, consumer::pull::OrderedError>>>
+        + Unpin,
+{
+    let locking = Instant::now();
     let mut tx = live.begin().await?;
     sqlx::query("SET LOCAL lock_timeout = '30s'")
         .execute(&mut *tx)
         .await?;
+    store::lock_batches(&mut tx).await?;
+    // Readers go on; writers that do not take the batch lock (none of dora's) wait too.
     sqlx::query(&format!(
         "LOCK TABLE {live_schema}.events IN EXCLUSIVE MODE"
     ))
     .execute(&mut *tx)
     .await?;
-    let live_last: Option<i64> =
-        sqlx::query_scalar(&format!("SELECT max(stream_seq) FROM {live_schema}.events"))
+    let live_seq: i64 = sqlx::query_scalar(&format!(
+        "SELECT last_seq FROM {live_schema}.store_position"
+    ))
+    .fetch_one(&mut *tx)
+    .await?;
+    let outcome = read_until(
+        batches,
+        fresh,
+        prefix,
+        sources,
+        u64::try_from(live_seq).unwrap_or(0),
+        outcome,
+    )
+    .await?;
+    let live_events: i64 =
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {live_schema}.events"))
             .fetch_one(&mut *tx)
             .await?;
-    let live_last = live_last.map_or(0, |s| u64::try_from(s).unwrap_or(0));
-    if live_last > outcome.last_seq {
-        outcome = read_until(&mut batches, &fresh, prefix, live_last, outcome).await?;
+    let rebuilt_events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(fresh)
+        .await?;
+    if rebuilt_events < live_events {
+        return Err(Swap::Refused {
+            live: u64::try_from(live_events).unwrap_or(0),
+            rebuilt: u64::try_from(rebuilt_events).unwrap_or(0),
+        });
     }
     for statement in [
         format!("DROP SCHEMA IF EXISTS {RETIRED_SCHEMA} CASCADE"),
@@ -134,8 +300,28 @@ async fn rebuild(
         sqlx::query(&statement).execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    fresh.close().await;
+    tracing::info!(held = ?locking.elapsed(), "the live store was locked for the swap");
     Ok(outcome)
+}
+
+/// Renames the rebuilt schema out of the way of the next replay, which starts by
+/// dropping `dora_replay`, so a store that took long to build is not lost with a swap
+/// that failed. Returns where it is.
+async fn keep_rebuilt(live: &PgPool) -> String {
+    let kept = format!(
+        "dora_rebuilt_{}",
+        chrono::Utc::now().format("%Y%m%d_%H%M%S")
+    );
+    let renamed = sqlx::query(&format!("ALTER SCHEMA {REPLAY_SCHEMA} RENAME TO {kept}"))
+        .execute(live)
+        .await;
+    match renamed {
+        Ok(_) => kept,
+        Err(e) => {
+            tracing::error!(error = %e, "the rebuilt store stays in schema {REPLAY_SCHEMA}, which the next replay drops");
+            REPLAY_SCHEMA.to_owned()
+        }
+    }
 }
 
 /// Applies batches from the ordered consumer to `store` until `wanted` is in.
@@ -143,6 +329,7 @@ async fn read_until<S>(
     batches: &mut S,
     store: &PgPool,
     prefix: &str,
+    sources: &Sources,
     wanted: u64,
     mut outcome: ReplayOutcome,
 ) -> Result<ReplayOutcome>
@@ -163,9 +350,9 @@ where
             let msg = msg.map_err(|e| Error::Nats(e.into()))?;
             let incoming = Incoming::from_message(&msg)?;
             outcome.last_seq = outcome.last_seq.max(incoming.stream_seq);
-            decoded.push(decode(prefix, incoming));
+            decoded.push(decode(prefix, sources, incoming));
         }
-        let applied = store::apply(store, &decoded).await?;
+        let applied = store::apply_at(store, &decoded, Some(outcome.last_seq)).await?;
         outcome.messages += decoded.len() as u64;
         outcome.applied += applied;
     }

@@ -115,6 +115,74 @@ pub async fn migrate(pool: &PgPool, schema: &str) -> Result<()> {
 const LOCK_STORE: &str =
     "SELECT pg_advisory_xact_lock(hashtext('dora-batch:' || current_schema()))";
 
+/// Takes the batch lock of the store `conn`'s search path points at, until the end of
+/// its transaction: no batch commits meanwhile, not even one that only keeps rejected
+/// messages (replay's swap needs that).
+pub async fn lock_batches(conn: &mut sqlx::PgConnection) -> Result<()> {
+    sqlx::query(LOCK_STORE).execute(conn).await?;
+    Ok(())
+}
+
+/// Where a store stands: which store it is, which stream it is derived from, and the
+/// highest stream sequence written into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// Made once when the store is created; kept by backups and by replay.
+    pub store_id: String,
+    /// The stream it follows, once a projector has followed one.
+    pub stream: Option<String>,
+    /// The highest stream sequence written (0: none).
+    pub last_seq: u64,
+}
+
+#[derive(sqlx::FromRow)]
+struct PositionRow {
+    store_id: String,
+    stream: Option<String>,
+    last_seq: i64,
+}
+
+impl From<PositionRow> for Position {
+    fn from(row: PositionRow) -> Position {
+        Position {
+            store_id: row.store_id,
+            stream: row.stream,
+            last_seq: u64::try_from(row.last_seq).unwrap_or(0),
+        }
+    }
+}
+
+/// The store's position.
+pub async fn position(pool: &PgPool) -> Result<Position> {
+    let row: PositionRow =
+        sqlx::query_as("SELECT store_id::text AS store_id, stream, last_seq FROM store_position")
+            .fetch_one(pool)
+            .await?;
+    Ok(row.into())
+}
+
+/// The store's position, recording `stream` as its stream if it has none yet. Only a
+/// store without a stream is written to: the row is not locked otherwise, so a batch in
+/// flight does not hold this up.
+pub async fn claim(pool: &PgPool, stream: &str) -> Result<Position> {
+    sqlx::query("UPDATE store_position SET stream = $1 WHERE stream IS NULL")
+        .bind(stream)
+        .execute(pool)
+        .await?;
+    position(pool).await
+}
+
+/// Gives the store at `pool` the identity of `of` (its id and stream), for a store
+/// that replay builds to take the place of `of`.
+pub async fn adopt_identity(pool: &PgPool, of: &Position) -> Result<()> {
+    sqlx::query("UPDATE store_position SET store_id = $1::uuid, stream = $2")
+        .bind(&of.store_id)
+        .bind(&of.stream)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Appends the batch's events (first occurrence of an id wins) and inserts the facts of
 /// the new deploys and incident opens, in one statement. Returns the rows it appended,
 /// so the caller knows which keys to recompute and how many were duplicates.
@@ -303,8 +371,17 @@ pub fn is_refusal(error: &crate::Error) -> bool {
     }
 }
 
-/// Writes one batch in one transaction. Nothing is written if it fails.
+/// Writes one batch in one transaction without moving the store's position: for
+/// fixtures and benchmarks whose sequences are not the stream's. Nothing is written if
+/// it fails.
 pub async fn apply(pool: &PgPool, batch: &[Decoded]) -> Result<Applied> {
+    apply_at(pool, batch, None).await
+}
+
+/// Writes one batch in one transaction and, in the same transaction, moves the store's
+/// position up to `last_seq` (never back), so the position never claims a batch that
+/// was not committed. Nothing is written if it fails.
+pub async fn apply_at(pool: &PgPool, batch: &[Decoded], last_seq: Option<u64>) -> Result<Applied> {
     let events: Vec<&Stored> = batch
         .iter()
         .filter_map(|d| match d {
@@ -430,6 +507,12 @@ pub async fn apply(pool: &PgPool, batch: &[Decoded]) -> Result<Applied> {
                     .map(|r| r.incoming.received_at)
                     .collect::<Vec<_>>(),
             )
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(last_seq) = last_seq {
+        sqlx::query("UPDATE store_position SET last_seq = greatest(last_seq, $1)")
+            .bind(i64::try_from(last_seq).unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await?;
     }

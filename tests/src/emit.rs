@@ -23,56 +23,64 @@ pub fn binary() -> &'static Path {
         if let Some(path) = std::env::var_os("DORA_EMIT_BIN") {
             return PathBuf::from(path);
         }
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("the tests crate sits in the workspace");
-        let release = std::env::current_exe()
-            .map(|exe| exe.components().any(|c| c.as_os_str() == "release"))
-            .unwrap_or(false);
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = std::process::Command::new(cargo);
-        build
-            .current_dir(workspace)
-            .args(["build", "-p", "dora-emit", "--bin", "dora-emit"])
-            .arg("--message-format=json-render-diagnostics")
-            .stderr(Stdio::inherit());
-        if release {
-            build.arg("--release");
-        }
-        // Cargo gives the test process the tests crate's CARGO_MANIFEST_DIR, CARGO_PKG_*
-        // and so on. Build scripts (ring's) rerun when those change, so passing them
-        // on would rebuild half the tree here, and again in the next plain cargo run.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            let from_test_run = [
-                "CARGO_PKG_",
-                "CARGO_MANIFEST_",
-                "CARGO_CRATE_",
-                "CARGO_BIN_",
-                "CARGO_CFG_",
-            ]
-            .iter()
-            .any(|p| name.starts_with(p))
-                || [
-                    "CARGO_PRIMARY_PACKAGE",
-                    "CARGO_TARGET_TMPDIR",
-                    "CARGO_RUSTC_CURRENT_DIR",
-                    "OUT_DIR",
-                ]
-                .contains(&name.as_ref());
-            if from_test_run {
-                build.env_remove(name.as_ref());
-            }
-        }
-        let output = build.output().expect("run cargo build -p dora-emit");
-        assert!(output.status.success(), "cargo build -p dora-emit failed");
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "dora-emit")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported no dora-emit executable")
+        built("dora-emit")
     })
+}
+
+/// Builds the binary of the same name in package `package` (see the module's notes)
+/// and returns the path Cargo reports for it.
+pub fn built(package: &str) -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace");
+    let release = std::env::current_exe()
+        .map(|exe| exe.components().any(|c| c.as_os_str() == "release"))
+        .unwrap_or(false);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build
+        .current_dir(workspace)
+        .args(["build", "-p", package, "--bin", package])
+        .arg("--message-format=json-render-diagnostics")
+        .stderr(Stdio::inherit());
+    if release {
+        build.arg("--release");
+    }
+    // Cargo gives the test process the tests crate's CARGO_MANIFEST_DIR, CARGO_PKG_*
+    // and so on. Build scripts (ring's) rerun when those change, so passing them
+    // on would rebuild half the tree here, and again in the next plain cargo run.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let from_test_run = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_CFG_",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
+            || [
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&name.as_ref());
+        if from_test_run {
+            build.env_remove(name.as_ref());
+        }
+    }
+    let output = build
+        .output()
+        .unwrap_or_else(|e| panic!("run cargo build -p {package}: {e}"));
+    assert!(output.status.success(), "cargo build -p {package} failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == package)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo reported no {package} executable"))
 }
 
 /// A `dora-emit` command with a clean environment: nothing of the shell or CI the tests

@@ -28,6 +28,13 @@ use tokio::task::JoinHandle;
 pub const CI_TOKEN: &str = "ci-secret-0123456789";
 /// A second token, named `pager`.
 pub const PAGER_TOKEN: &str = "pager-secret-0123456789";
+/// The key the gateway signs sources with and the projector checks them with.
+pub const SOURCE_KEY: &str = "test-source-key-0123456789abcdef-0123";
+
+/// [`SOURCE_KEY`] (or a list of keys), as the processes hold it.
+pub fn source_keys(value: &str) -> dora_event::signature::Sources {
+    dora_event::signature::Sources::parse(value).expect("test source keys")
+}
 
 fn server_url() -> String {
     std::env::var("DORA_TEST_DATABASE_URL")
@@ -152,6 +159,7 @@ impl TestEnv {
             stream: self.stream_settings(),
             tokens: dora_ingest::auth::Tokens::parse(&format!("ci={CI_TOKEN},pager={PAGER_TOKEN}"))
                 .expect("test tokens"),
+            sources: source_keys(SOURCE_KEY),
             addr: "127.0.0.1:0".parse().expect("addr"),
             max_body_bytes: 2 * 1024 * 1024,
             log: Default::default(),
@@ -166,7 +174,8 @@ impl TestEnv {
             database: dora_event::settings::DatabaseSettings {
                 url: self.database_url.clone(),
             },
-            consumer: "dora-projector".to_owned(),
+            sources: source_keys(SOURCE_KEY),
+            consumer: Some("dora-projector".to_owned()),
             batch_size: 1000,
             ack_wait: Duration::from_secs(2),
             addr: "127.0.0.1:0".parse().expect("addr"),
@@ -183,6 +192,7 @@ impl TestEnv {
             addr: "127.0.0.1:0".parse().expect("addr"),
             db_connections: 4,
             statement_timeout: std::time::Duration::from_secs(30),
+            tokens: None,
             log: Default::default(),
             alerts: dora_api::alerts::AlertSettings::default(),
         }
@@ -263,6 +273,20 @@ impl TestEnv {
             .expect("JetStream ack")
     }
 
+    /// Publishes valid deploys `e-<i>` straight to the stream, without `Nats-Msg-Id`.
+    pub async fn publish_deploys(&self, ids: std::ops::Range<usize>) {
+        for i in ids {
+            let body = serde_json::json!({"id": format!("e-{i}"), "kind": "deploy",
+                "service": "api", "git_sha": format!("{i:06x}")});
+            self.publish_raw(
+                &self.subject("prod", "api", "deploy"),
+                body.to_string().as_bytes(),
+                None,
+            )
+            .await;
+        }
+    }
+
     /// The durable projector consumer's state, fresh from the server.
     pub async fn consumer_info(&self) -> jetstream::consumer::Info {
         self.js
@@ -317,6 +341,7 @@ impl TestEnv {
                 Decoded::Event(Stored {
                     event,
                     source: "fixture".to_owned(),
+                    refused_source: None,
                     stream_seq: self
                         .next_seq
                         .fetch_add(1, std::sync::atomic::Ordering::SeqCst),
@@ -329,19 +354,65 @@ impl TestEnv {
             .expect("seed");
     }
 
-    /// Deletes the stream and drops the database.
+    /// Creates another empty database, `<db_name>_<suffix>`, dropped by
+    /// [`TestEnv::cleanup`]; returns its URL.
+    pub async fn another_database(&self, suffix: &str) -> String {
+        let name = format!("{}_{suffix}", self.db_name);
+        let mut admin = admin().await;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create another database");
+        format!("{}/{name}", server_url())
+    }
+
+    /// Replaces database `to` with a copy of `from`, as a backup or a restore would:
+    /// whoever is connected to either is cut off. `to` is dropped by
+    /// [`TestEnv::cleanup`] when it is named `<db_name>_<suffix>`.
+    pub async fn copy_database(&self, from: &str, to: &str) {
+        let mut admin = admin().await;
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(from)
+            .execute(&mut admin)
+            .await
+            .expect("disconnect the source");
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {to} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .expect("drop the target");
+        sqlx::query(&format!("CREATE DATABASE {to} TEMPLATE {from}"))
+            .execute(&mut admin)
+            .await
+            .expect("copy the database");
+    }
+
+    /// Deletes the stream and drops the database (and the others made for this test).
     pub async fn cleanup(self) {
         let _ = self.js.delete_stream(&self.stream).await;
         self.pool.close().await;
         if let Ok(mut admin) = PgConnection::connect(&format!("{}/postgres", server_url())).await {
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.db_name
-            ))
-            .execute(&mut admin)
-            .await;
+            let mut names: Vec<String> = sqlx::query_scalar(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
+            )
+            .bind(format!("{}_", self.db_name))
+            .fetch_all(&mut admin)
+            .await
+            .unwrap_or_default();
+            names.push(self.db_name.clone());
+            for name in names {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await;
+            }
         }
     }
+}
+
+/// A connection to the server's `postgres` database, for creating and dropping others.
+async fn admin() -> PgConnection {
+    PgConnection::connect(&format!("{}/postgres", server_url()))
+        .await
+        .expect("PostgreSQL at DORA_TEST_DATABASE_URL")
 }
 
 /// Deletes test streams left by runs that failed before their cleanup (older than an
@@ -470,5 +541,31 @@ impl Rng {
     /// A number in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
+    }
+}
+
+/// A log writer (`MakeWriter` through a closure) that keeps what is written, for
+/// reading back. With a current-thread runtime the processes' tasks run on the test's
+/// thread, so a subscriber set for that thread sees their logs and no other test's.
+#[derive(Debug, Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -3,6 +3,9 @@
 //! benchmark measures (with the index `NAIVE_INDEX` it needs to finish in time). Parameters: `$1` environment, `$2` start, `$3` end, then
 //! `NAIVE_DEPLOYS`: `$4` as_of, `$5` service; `NAIVE_INCIDENTS`: `$4` service.
 
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
 /// Deploy attempts: frequency, lead time and change failure rate, every rollback and
 /// incident attributed at query time.
 pub const NAIVE_DEPLOYS: &str = r#"
@@ -88,3 +91,233 @@ WHERE environment = $1 AND ($4::text IS NULL OR service = $4)
 /// The index the naive attribution needs: the latest deploy of a service/env/sha.
 pub const NAIVE_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS events_naive_attempts ON events (service, environment, git_sha, occurred_at)";
+
+/// The contract's metrics (CONTRACT.md section 5) computed in plain Rust from the raw
+/// events a test generated, in the order they arrived on the stream: no stored row, no
+/// SQL and no code of dora's, its window arithmetic included. What dora answers for a
+/// query must equal [`Oracle::numbers`] for it.
+#[derive(Debug, Clone)]
+pub struct Oracle {
+    events: Vec<Raw>,
+}
+
+/// One generated event, read back from its JSON.
+#[derive(Debug, Clone)]
+struct Raw {
+    kind: String,
+    service: String,
+    environment: String,
+    git_sha: Option<String>,
+    succeeded: bool,
+    commit_at: Option<DateTime<Utc>>,
+    ref_id: Option<String>,
+    occurred_at: DateTime<Utc>,
+    /// Position in the stream: the later, the higher.
+    arrival: usize,
+}
+
+/// The numbers of one `/dora` answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Numbers {
+    /// Successful attempts in the window.
+    pub deploys: i64,
+    /// Median lead time in seconds, and its samples.
+    pub lead: (Option<f64>, i64),
+    /// Failed attempts, all attempts.
+    pub failures: (i64, i64),
+    /// Median time to restore in seconds, its samples, and the incidents open at the end.
+    pub restore: (Option<f64>, i64, i64),
+}
+
+fn text(v: &Value, field: &str) -> Option<String> {
+    v.get(field).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn instant(v: &Value, field: &str) -> Option<DateTime<Utc>> {
+    text(v, field).map(|s| {
+        DateTime::parse_from_rfc3339(&s)
+            .unwrap_or_else(|e| panic!("{field} `{s}`: {e}"))
+            .with_timezone(&Utc)
+    })
+}
+
+/// Seconds between two instants, to the microsecond.
+fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    (to - from).num_microseconds().expect("span fits") as f64 / 1e6
+}
+
+/// The interpolated median: the mean of the two middle values for an even count.
+fn median(mut samples: Vec<f64>) -> Option<f64> {
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(samples[n / 2]),
+        _ => Some((samples[n / 2 - 1] + samples[n / 2]) / 2.0),
+    }
+}
+
+impl Oracle {
+    /// The log as it arrived: `arrived[0]` first. Every event must carry `occurred_at`.
+    pub fn new(arrived: &[Value]) -> Oracle {
+        let events = arrived
+            .iter()
+            .enumerate()
+            .map(|(arrival, v)| Raw {
+                kind: text(v, "kind").expect("kind"),
+                service: text(v, "service").expect("service"),
+                environment: text(v, "environment").unwrap_or_else(|| "prod".to_owned()),
+                git_sha: text(v, "git_sha"),
+                succeeded: v.get("succeeded").and_then(Value::as_bool).unwrap_or(true),
+                commit_at: instant(v, "commit_at"),
+                ref_id: text(v, "ref_id"),
+                occurred_at: instant(v, "occurred_at").expect("the oracle needs occurred_at"),
+                arrival,
+            })
+            .collect();
+        Oracle { events }
+    }
+
+    /// `[start, end)`: `end` is `offset` whole days of 86,400 s before `as_of`, `start`
+    /// `days` such days before `end`.
+    pub fn window(as_of: DateTime<Utc>, days: u32, offset: u32) -> (DateTime<Utc>, DateTime<Utc>) {
+        let day = chrono::Duration::seconds(86_400);
+        let end = as_of - day * offset as i32;
+        (end - day * days as i32, end)
+    }
+
+    /// The numbers `/dora` must answer for this query.
+    pub fn numbers(
+        &self,
+        environment: &str,
+        service: Option<&str>,
+        as_of: DateTime<Utc>,
+        days: u32,
+        offset: u32,
+    ) -> Numbers {
+        let (start, end) = Oracle::window(as_of, days, offset);
+        let in_scope =
+            |e: &Raw| e.environment == environment && service.is_none_or(|s| e.service == s);
+        let inside = |t: DateTime<Utc>| start <= t && t < end;
+
+        let attempts: Vec<&Raw> = self
+            .events
+            .iter()
+            .filter(|e| e.kind == "deploy" && in_scope(e) && inside(e.occurred_at))
+            .collect();
+        let marked = self.marked(as_of);
+        let lead: Vec<f64> = attempts
+            .iter()
+            .filter(|a| a.succeeded)
+            .filter_map(|a| a.commit_at.map(|c| seconds(c, a.occurred_at)))
+            .collect();
+        let failed = attempts
+            .iter()
+            .filter(|a| !a.succeeded || marked.contains(&a.arrival))
+            .count();
+
+        let incidents: Vec<Incident> = self
+            .incidents()
+            .into_iter()
+            .filter(|i| i.environment == environment && service.is_none_or(|s| i.service == s))
+            .collect();
+        let restored: Vec<f64> = incidents
+            .iter()
+            .filter_map(|i| {
+                i.closed
+                    .filter(|c| inside(*c))
+                    .map(|c| seconds(i.opened, c))
+            })
+            .collect();
+        let open = incidents
+            .iter()
+            .filter(|i| i.opened < end && i.closed.is_none_or(|c| c >= end))
+            .count();
+        Numbers {
+            deploys: attempts.iter().filter(|a| a.succeeded).count() as i64,
+            lead: (median(lead.clone()), lead.len() as i64),
+            failures: (failed as i64, attempts.len() as i64),
+            restore: (median(restored.clone()), restored.len() as i64, open as i64),
+        }
+    }
+
+    /// The attempts (by arrival) a rollback or sha-carrying incident at or before
+    /// `as_of` marks: for each, the latest attempt of its service/environment/sha at or
+    /// before it, the later in the stream on a tie.
+    fn marked(&self, as_of: DateTime<Utc>) -> Vec<usize> {
+        let mut marked = Vec::new();
+        for m in self.events.iter().filter(|m| {
+            (m.kind == "rollback" || m.kind == "incident_opened")
+                && m.git_sha.is_some()
+                && m.occurred_at <= as_of
+        }) {
+            let latest = self
+                .events
+                .iter()
+                .filter(|d| {
+                    d.kind == "deploy"
+                        && d.service == m.service
+                        && d.environment == m.environment
+                        && d.git_sha == m.git_sha
+                        && d.occurred_at <= m.occurred_at
+                })
+                .max_by_key(|d| (d.occurred_at, d.arrival));
+            if let Some(d) = latest {
+                marked.push(d.arrival);
+            }
+        }
+        marked
+    }
+
+    /// Every incident of the log. Per ref_id: the first open (by time, then arrival)
+    /// starts one; it runs to the first close at or after that open (by time, then
+    /// arrival); opens up to the close's instant re-trigger it; the first open strictly
+    /// after the close starts the next. Closes with nothing running are ignored.
+    fn incidents(&self) -> Vec<Incident> {
+        let mut refs: Vec<&str> = self
+            .events
+            .iter()
+            .filter_map(|e| e.ref_id.as_deref())
+            .collect();
+        refs.sort_unstable();
+        refs.dedup();
+        let mut out = Vec::new();
+        for r in refs {
+            let of_kind = |kind: &str| {
+                let mut v: Vec<&Raw> = self
+                    .events
+                    .iter()
+                    .filter(|e| e.kind == kind && e.ref_id.as_deref() == Some(r))
+                    .collect();
+                v.sort_by_key(|e| (e.occurred_at, e.arrival));
+                v
+            };
+            let (opens, closes) = (of_kind("incident_opened"), of_kind("incident_closed"));
+            let mut next = opens.first().copied();
+            while let Some(open) = next {
+                let close = closes.iter().find(|c| c.occurred_at >= open.occurred_at);
+                out.push(Incident {
+                    service: open.service.clone(),
+                    environment: open.environment.clone(),
+                    opened: open.occurred_at,
+                    closed: close.map(|c| c.occurred_at),
+                });
+                next = close.and_then(|c| {
+                    opens
+                        .iter()
+                        .find(|o| o.occurred_at > c.occurred_at)
+                        .copied()
+                });
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug)]
+struct Incident {
+    service: String,
+    environment: String,
+    opened: DateTime<Utc>,
+    closed: Option<DateTime<Utc>>,
+}

@@ -118,40 +118,12 @@ impl AlertSettings {
     }
 }
 
-/// Parses `30s`, `15m`, `1h`, `2d` (one number and one unit). `0s` is allowed here;
-/// the interval refuses it.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    let value = value.trim();
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{value}` has no unit; write e.g. 30s, 15m, 1h or 2d"))?;
-    let (number, unit) = value.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{value}` must start with a whole number, e.g. 30s, 15m, 1h"))?;
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => {
-            return Err(format!(
-                "`{value}`: unknown unit `{unit}`; the units are s, m, h and d"
-            ))
-        }
-    };
-    n.checked_mul(scale)
-        .filter(|secs| *secs <= 10 * 365 * 86_400)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("`{value}` is longer than 10 years"))
-}
-
 fn duration(value: &str) -> Result<Duration, String> {
-    parse_duration(value)
+    dora_event::duration::parse(value)
 }
 
 fn interval(value: &str) -> Result<Duration, String> {
-    match parse_duration(value)? {
+    match dora_event::duration::parse(value)? {
         d if d.is_zero() => Err("must be longer than 0s".to_owned()),
         d => Ok(d),
     }
@@ -225,26 +197,6 @@ mod tests {
     #[test]
     fn the_defaults_are_the_contracts() {
         assert_eq!(parse(&[]).unwrap(), AlertSettings::default());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
-        for bad in [
-            "",
-            "15",
-            "m",
-            "1.5h",
-            "-1s",
-            "1w",
-            "1 h",
-            "99999999999999999999s",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

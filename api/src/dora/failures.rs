@@ -154,14 +154,18 @@ pub struct OpenIncident {
 }
 
 /// Incidents opened before `$2` and not closed by it: the ones `open_incidents`
-/// counts, longest open first.
+/// counts, longest open first. Never closed and closed later are read apart, each an
+/// index range (see `OPEN_INCIDENTS` in dora.rs).
 const OPEN_INCIDENTS: &str = r#"
-SELECT ref_id, service, opened_at
-FROM incident_facts
-WHERE environment = $1
-  AND ($3::text IS NULL OR service = $3)
-  AND opened_at < $2
-  AND (closed_at IS NULL OR closed_at >= $2)
+SELECT ref_id, service, opened_at FROM (
+    SELECT ref_id, service, opened_at FROM incident_facts
+    WHERE environment = $1 AND closed_at IS NULL AND opened_at < $2
+      AND ($3::text IS NULL OR service = $3)
+    UNION ALL
+    SELECT ref_id, service, opened_at FROM incident_facts
+    WHERE environment = $1 AND closed_at >= $2 AND opened_at < $2
+      AND ($3::text IS NULL OR service = $3)
+) open
 ORDER BY opened_at, ref_id
 LIMIT $4
 "#;

@@ -59,19 +59,25 @@ CROSS JOIN LATERAL (
 
 /// Open incidents at each window's end (`$2`, the ends, oldest first): an incident is
 /// counted in every window whose end falls in `(opened_at, closed_at]`. Only incidents
-/// open at some end are joined.
+/// open at some end are joined: the ones never closed and the ones closed after the
+/// first end (`$3`), read apart so each is an index range, not a scan of every
+/// incident ever opened.
 const OPEN_INCIDENTS: &str = r#"
 SELECT
     w.k::int4                                                         AS bucket,
     CASE WHEN $6 THEN f.service END                                   AS service,
     count(*)                                                          AS open
-FROM incident_facts f
+FROM (
+    SELECT service, opened_at, closed_at FROM incident_facts
+    WHERE environment = $1 AND closed_at IS NULL AND opened_at < $4
+      AND ($5::text IS NULL OR service = $5)
+    UNION ALL
+    SELECT service, opened_at, closed_at FROM incident_facts
+    WHERE environment = $1 AND closed_at >= $3 AND opened_at < $4
+      AND ($5::text IS NULL OR service = $5)
+) f
 JOIN unnest($2::timestamptz[]) WITH ORDINALITY AS w(end_at, k)
   ON f.opened_at < w.end_at AND (f.closed_at IS NULL OR f.closed_at >= w.end_at)
-WHERE f.environment = $1
-  AND ($5::text IS NULL OR f.service = $5)
-  AND f.opened_at < $4
-  AND (f.closed_at IS NULL OR f.closed_at >= $3)
 GROUP BY 1, 2
 "#;
 

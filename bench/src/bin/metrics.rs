@@ -82,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         addr: listener.local_addr()?,
         db_connections: 4,
         statement_timeout: std::time::Duration::from_secs(30),
+        tokens: None,
         log: Default::default(),
         alerts: dora_api::alerts::AlertSettings::default(),
     };
@@ -319,6 +320,7 @@ async fn load(pool: &PgPool, args: &Args) -> anyhow::Result<()> {
                 Decoded::Event(Stored {
                     event: e.clone(),
                     source: "bench".to_owned(),
+                    refused_source: None,
                     stream_seq: (i * 1000 + j + 1) as i64,
                     received_at: e.occurred_at,
                 })

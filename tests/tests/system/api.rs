@@ -86,3 +86,176 @@ async fn readyz_says_when_the_store_is_not_there() {
     api.stop().await.unwrap();
     env.cleanup().await;
 }
+
+/// A question that cannot be answered in time, or that finds every connection busy,
+/// gets a `503` saying which and when to ask again, and the pool recovers.
+#[tokio::test]
+async fn an_overloaded_api_answers_503_with_retry_after_and_recovers() {
+    use std::time::Duration;
+    let env = TestEnv::new().await;
+    env.seed(&[
+        json!({"id": "d1", "kind": "deploy", "service": "api", "git_sha": "aaaa",
+                      "occurred_at": "2026-03-10T10:00:00Z"}),
+    ])
+    .await;
+    let mut config = env.api_config();
+    config.db_connections = 1;
+    config.statement_timeout = Duration::from_secs(1);
+    let quick = env.spawn_api_with(config.clone()).await;
+    config.statement_timeout = Duration::from_secs(60);
+    let patient = env.spawn_api_with(config).await;
+    let path = "/dora?as_of=2026-03-16T00:00:00Z";
+    // The alert loop checks once at start, on the same one-connection pool; once both
+    // processes have done so, the next check is an interval (15 minutes) away and every
+    // query below is the test's own.
+    for api in [&quick, &patient] {
+        dora_system_tests::eventually("the alert loop's first check", || async {
+            let text = reqwest::get(format!("{}/metrics", api.url))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines()
+                .any(|l| l.starts_with("dora_api_alert_checks_total{") && !l.ends_with(" 0"))
+        })
+        .await;
+    }
+
+    // Hold the facts table: every metrics query waits on the lock.
+    let mut lock = env.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE deploy_facts IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+
+    let response = reqwest::get(format!("{}{path}", quick.url)).await.unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("DORA_API_STATEMENT_TIMEOUT"),
+        "{body}"
+    );
+
+    // One request holds the only connection while it waits; the next finds none.
+    let url = patient.url.clone();
+    let waiting = tokio::spawn(async move { get_json(&url, path).await });
+    dora_system_tests::eventually("a metrics query waits on the lock", || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+               AND application_name = 'dora-api' AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+        n > 0
+    })
+    .await;
+    let response = reqwest::get(format!("{}{path}", patient.url))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("in use"), "{body}");
+
+    lock.rollback().await.unwrap();
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!(
+        status, 200,
+        "the waiting request is answered once the lock goes: {body}"
+    );
+    assert_eq!(body["deployment_frequency"]["deploys"], 1);
+    let (status, _) = get_json(&quick.url, path).await;
+    assert_eq!(status, 200, "the pool recovered");
+    quick.stop().await.unwrap();
+    patient.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+/// With `DORA_API_TOKENS` set, reads need a token (bearer or HTTP Basic, as a browser
+/// sends it); the probes stay open; every refusal says what to send.
+#[tokio::test]
+async fn read_tokens_guard_every_route_but_the_probes() {
+    use base64::Engine;
+    let env = TestEnv::new().await;
+    env.seed(&[
+        json!({"id": "d1", "kind": "deploy", "service": "api", "git_sha": "aaaa",
+               "occurred_at": "2026-03-10T10:00:00Z"}),
+    ])
+    .await;
+    let mut config = env.api_config();
+    config.tokens = Some(dora_event::tokens::Tokens::parse("team=team-secret-0123456789").unwrap());
+    let api = env.spawn_api_with(config).await;
+    let client = reqwest::Client::new();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:team-secret-0123456789")
+    );
+    let guarded = [
+        "/dora?as_of=2026-03-16T00:00:00Z",
+        "/dora/trend?as_of=2026-03-16T00:00:00Z",
+        "/dora/failures?as_of=2026-03-16T00:00:00Z",
+        "/dashboard?as_of=2026-03-16T00:00:00Z",
+        "/alerts",
+        "/metrics",
+    ];
+    for path in guarded {
+        let url = format!("{}{path}", api.url);
+        for authorization in [None, Some("Bearer wrong-secret-0123456789")] {
+            let mut request = client.get(&url);
+            if let Some(a) = authorization {
+                request = request.header("authorization", a);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 401, "{path} {authorization:?}");
+            let offered: Vec<_> = response
+                .headers()
+                .get_all("www-authenticate")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect();
+            assert!(
+                offered.iter().any(|v| v.starts_with("Basic")),
+                "{path}: {offered:?}"
+            );
+            let body: serde_json::Value = response.json().await.unwrap();
+            let error = body["error"].as_str().unwrap();
+            assert!(
+                error.contains(if authorization.is_none() {
+                    "DORA_API_TOKENS"
+                } else {
+                    "unknown token"
+                }),
+                "{path}: {error}"
+            );
+        }
+        for authorization in ["Bearer team-secret-0123456789", basic.as_str()] {
+            let response = client
+                .get(&url)
+                .header("authorization", authorization)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200, "{path} with a token");
+        }
+    }
+    let response = client
+        .get(format!("{}/dora?as_of=2026-03-16T00:00:00Z", api.url))
+        .bearer_auth("team-secret-0123456789")
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["deployment_frequency"]["deploys"], 1);
+    for probe in ["/healthz", "/readyz"] {
+        let (status, body) = get_json(&api.url, probe).await;
+        assert_eq!(status, 200, "{probe} needs no token: {body}");
+    }
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}

@@ -1,7 +1,13 @@
 //! The HTTP gateway, end to end: HTTP -> JetStream -> projector -> the log.
 
-use dora_system_tests::{get_json, post_events, post_raw, TestEnv, CI_TOKEN, PAGER_TOKEN};
+use std::time::Duration;
+
+use clap::Parser;
+use dora_system_tests::{
+    eventually, get_json, post_events, post_raw, TestEnv, CI_TOKEN, PAGER_TOKEN,
+};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn deploy(id: &str) -> Value {
     json!({"id": id, "kind": "deploy", "service": "checkout", "git_sha": "abc123",
@@ -68,6 +74,8 @@ async fn the_same_id_twice_is_one_row_and_the_repeat_is_reported() {
     let projector = env.spawn_projector(env.projector_config()).await;
 
     let (s1, b1) = post_events(&ingest.url, Some(CI_TOKEN), &deploy("same")).await;
+    // Stored before the repeats come: they meet it in the log, not in the same batch.
+    env.wait_for_events(1).await;
     let (s2, b2) = post_events(&ingest.url, Some(CI_TOKEN), &deploy("same")).await;
     assert_eq!((s1, s2), (202, 202));
     assert_eq!(b1["duplicates"], 0);
@@ -101,19 +109,39 @@ async fn the_same_id_twice_is_one_row_and_the_repeat_is_reported() {
         .await;
     assert!(!ack.duplicate);
     // A marker after it proves the projector got past the repeat.
-    post_events(&ingest.url, Some(CI_TOKEN), &deploy("marker")).await;
+    let (status, body) = post_events(&ingest.url, Some(CI_TOKEN), &deploy("marker")).await;
+    assert_eq!((status, &body["duplicates"]), (202, &json!(0)), "{body}");
     env.wait_for_events(2).await;
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE id = 'same'")
+    env.wait_until_all_acked().await;
+
+    // The primary key keeps one row whatever happens; what could go wrong is elsewhere.
+    // The stream: the first post, the header-less NATS copy, the marker. The repeated
+    // post and the NATS copy with the header were dropped by JetStream, not stored.
+    assert_eq!(
+        env.stream_messages().await,
+        3,
+        "JetStream kept no repeat with the id"
+    );
+    // The repeat is a duplicate, not a rejection.
+    let rejected: i64 = sqlx::query_scalar("SELECT count(*) FROM rejected_events")
         .fetch_one(&env.pool)
         .await
         .unwrap();
-    assert_eq!(rows, 1);
-    let facts: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM deploy_facts WHERE event_id = 'same'")
+    assert_eq!(rejected, 0, "a repeated id is not a rejected message");
+    // The row is the first arrival's, untouched by the repeat (which says `nats`).
+    let (rows, source, seq): (i64, String, i64) =
+        sqlx::query_as("SELECT count(*) OVER (), source, stream_seq FROM events WHERE id = 'same'")
             .fetch_one(&env.pool)
             .await
             .unwrap();
-    assert_eq!(facts, 1, "one attempt, not two");
+    assert_eq!((rows, source.as_str(), seq), (1, "ci", 1));
+    let facts: (i64, i64) = sqlx::query_as(
+        "SELECT count(*), min(stream_seq) FROM deploy_facts WHERE event_id = 'same'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(facts, (1, 1), "one attempt, the first one");
 
     projector.stop().await.unwrap();
     ingest.stop().await.unwrap();
@@ -468,8 +496,373 @@ async fn an_idempotency_key_makes_a_retried_request_without_ids_the_same_events(
         body["error"].as_str().unwrap().contains("Idempotency-Key"),
         "{body}"
     );
+    assert_eq!(
+        env.stream_messages().await,
+        7,
+        "the refused request published nothing"
+    );
+    env.wait_until_all_acked().await;
+    assert_eq!(env.event_count().await, 7);
 
     projector.stop().await.unwrap();
+    ingest.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+/// The gateway's default body limit, as the process would parse it.
+fn default_body_limit() -> usize {
+    dora_ingest::Config::try_parse_from([
+        "dora-ingest",
+        "--tokens",
+        "ci=0123456789abcdef",
+        "--source-key",
+        dora_system_tests::SOURCE_KEY,
+    ])
+    .unwrap()
+    .max_body_bytes
+}
+
+#[tokio::test]
+async fn a_chunked_body_with_no_length_is_cut_at_the_limit() {
+    let env = TestEnv::new().await;
+    let mut config = env.ingest_config();
+    config.max_body_bytes = 64 * 1024;
+    let ingest = env.spawn_ingest(config).await;
+
+    // No Content-Length: the gateway learns the size only by reading. 200 KiB of valid
+    // events in 8 KiB chunks.
+    let events: Vec<Value> = (0..2000).map(|i| deploy(&format!("ch-{i:04}"))).collect();
+    let body = serde_json::to_vec(&events).unwrap();
+    assert!(body.len() > 3 * 64 * 1024);
+    let addr = ingest.url.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {CI_TOKEN}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    let mut request = head.into_bytes();
+    for chunk in body.chunks(8 * 1024) {
+        request.extend(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend(chunk);
+        request.extend(b"\r\n");
+    }
+    request.extend(b"0\r\n\r\n");
+    // The gateway may answer and close before it has read everything: a failed write
+    // is fine, the answer is what counts.
+    let _ = socket.write_all(&request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("65536"), "the limit is named: {answer}");
+    assert_eq!(
+        env.stream_messages().await,
+        0,
+        "nothing of it was published"
+    );
+
+    ingest.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+/// The largest event the contract allows, as a client's JSON encoder writes it: every
+/// string at its longest (the ref_id in 4-byte characters), the longest time form.
+fn maximal_event(i: usize) -> Value {
+    let id = format!("{i:04}-{}", "x".repeat(123));
+    let ref_id = format!("{i:04}{}", "\u{1F525}".repeat(124));
+    json!({
+        "id": id,
+        "kind": "incident_opened",
+        "service": "s".repeat(64),
+        "environment": "e".repeat(64),
+        "git_sha": "f".repeat(64),
+        "ref_id": ref_id,
+        "occurred_at": "2026-03-10T12:00:00.123456789+05:30",
+    })
+}
+
+#[tokio::test]
+async fn the_default_body_limit_fits_1000_of_the_largest_events() {
+    let env = TestEnv::new().await;
+    let mut config = env.ingest_config();
+    config.max_body_bytes = default_body_limit();
+    let limit = config.max_body_bytes;
+    let ingest = env.spawn_ingest(config).await;
+
+    let one = maximal_event(0);
+    assert_eq!(one["id"].as_str().unwrap().len(), 128);
+    assert_eq!(one["ref_id"].as_str().unwrap().chars().count(), 128);
+    let batch: Vec<Value> = (0..1000).map(maximal_event).collect();
+    // Compact and pretty-printed (as `jq` writes it), both.
+    for (how, body) in [
+        ("compact", serde_json::to_vec(&batch).unwrap()),
+        ("pretty", serde_json::to_vec_pretty(&batch).unwrap()),
+    ] {
+        assert!(body.len() <= limit, "{how}: {} > {limit}", body.len());
+        println!(
+            "1000 maximal events, {how}: {} bytes of {limit}",
+            body.len()
+        );
+        let (status, answer) =
+            post_raw(&ingest.url, Some(CI_TOKEN), "application/json", body).await;
+        assert_eq!(status, 202, "{how}: {answer}");
+        assert_eq!(answer["accepted"], 1000);
+    }
+    assert_eq!(
+        env.stream_messages().await,
+        1000,
+        "the second post was all duplicates"
+    );
+
+    ingest.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_stream_is_created_as_the_source_of_truth() {
+    let env = TestEnv::new().await;
+    // Created by the gateway, as in production (the harness made the test's own).
+    env.js.delete_stream(&env.stream).await.unwrap();
+    let ingest = env.spawn_ingest(env.ingest_config()).await;
+    let (status, body) = post_events(&ingest.url, Some(CI_TOKEN), &deploy("kept")).await;
+    assert_eq!(status, 202, "{body}");
+
+    let mut stream = env.js.get_stream(&env.stream).await.unwrap();
+    let config = stream.info().await.unwrap().config.clone();
+    use async_nats::jetstream::stream::{DiscardPolicy, RetentionPolicy, StorageType};
+    assert_eq!(config.storage, StorageType::File);
+    assert_eq!(config.retention, RetentionPolicy::Limits);
+    assert_eq!(config.subjects, vec![format!("{}.>", env.prefix)]);
+    assert_eq!(
+        (config.max_messages, config.max_bytes, config.max_age),
+        (-1, -1, Duration::ZERO),
+        "no limit: nothing ages out of the source of truth"
+    );
+    assert_eq!(config.max_messages_per_subject, -1);
+    assert_eq!(config.discard, DiscardPolicy::Old);
+    assert_eq!(config.duplicate_window, Duration::from_secs(120));
+    assert!(config.deny_delete && config.deny_purge);
+    // And the server holds it to that.
+    assert!(
+        stream.delete_message(1).await.is_err(),
+        "a message was deleted"
+    );
+    assert!(stream.purge().await.is_err(), "the stream was purged");
+    assert_eq!(env.stream_messages().await, 1);
+
+    ingest.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+/// A nats-server of this test's own, on a free port with a store in a temporary
+/// directory, so it can be stopped and started without touching the shared one.
+struct PrivateNats {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<tokio::process::Child>,
+}
+
+impl PrivateNats {
+    async fn start() -> PrivateNats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("dora-nats-{}", uuid::Uuid::now_v7().simple()));
+        let mut nats = PrivateNats {
+            port,
+            dir,
+            child: None,
+        };
+        nats.restart().await;
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn restart(&mut self) {
+        let binary = std::env::var("DORA_TEST_NATS_SERVER")
+            .unwrap_or_else(|_| "/usr/sbin/nats-server".to_owned());
+        let child = tokio::process::Command::new(binary)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nats-server (set DORA_TEST_NATS_SERVER)");
+        self.child = Some(child);
+        let addr = format!("127.0.0.1:{}", self.port);
+        eventually("the private nats-server listens", || async {
+            tokio::net::TcpStream::connect(&addr).await.is_ok()
+        })
+        .await;
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn nats_going_away_is_a_503_and_not_ready_until_it_is_back() {
+    let env = TestEnv::new().await;
+    let mut nats = PrivateNats::start().await;
+    let mut config = env.ingest_config();
+    config.stream.nats_url = nats.url();
+    let ingest = env.spawn_ingest(config).await;
+    let (status, body) = post_events(&ingest.url, Some(CI_TOKEN), &deploy("before")).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, _) = get_json(&ingest.url, "/readyz").await;
+    assert_eq!(status, 200);
+
+    nats.stop().await;
+    eventually("readyz says NATS is not connected", || async {
+        let (status, body) = get_json(&ingest.url, "/readyz").await;
+        status == 503 && body["error"] == "not connected to NATS"
+    })
+    .await;
+    let (status, body) = post_events(&ingest.url, Some(CI_TOKEN), &deploy("during")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("retry the same request"),
+        "{body}"
+    );
+    let (status, _) = get_json(&ingest.url, "/healthz").await;
+    assert_eq!(status, 200, "the process stays up");
+
+    // Back on the same port and store: the gateway reconnects by itself.
+    nats.restart().await;
+    eventually("readyz is ready again", || async {
+        get_json(&ingest.url, "/readyz").await.0 == 200
+    })
+    .await;
+    // The client retries what got a 503; its id keeps it to one message, whether or
+    // not the first try was stored after all.
+    let (status, body) = post_events(&ingest.url, Some(CI_TOKEN), &deploy("during")).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = post_events(&ingest.url, Some(CI_TOKEN), &deploy("after")).await;
+    assert_eq!((status, &body["duplicates"]), (202, &json!(0)), "{body}");
+    let private = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let info = private
+        .get_stream(&env.stream)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .clone();
+    assert_eq!(
+        info.messages, 3,
+        "before, during (once) and after: {info:?}"
+    );
+
+    ingest.stop().await.unwrap();
+    nats.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn no_token_no_start() {
+    let binary = tokio::task::spawn_blocking(|| dora_system_tests::emit::built("dora-ingest"))
+        .await
+        .unwrap();
+    // A port the gateway would serve on if it started.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    drop(held);
+    let secret = "ci=short-secret";
+    for (what, tokens) in [
+        ("no setting", None),
+        ("an empty one", Some("")),
+        ("a short secret", Some(secret)),
+    ] {
+        let mut command = tokio::process::Command::new(&binary);
+        command
+            .env_clear()
+            .env("DORA_INGEST_ADDR", &addr)
+            .env("NATS_URL", "nats://127.0.0.1:1")
+            .env("DORA_SOURCE_KEY", dora_system_tests::SOURCE_KEY)
+            .kill_on_drop(true);
+        if let Some(tokens) = tokens {
+            command.env("DORA_INGEST_TOKENS", tokens);
+        }
+        let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: the gateway started and kept running"))
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{what}: {stderr}");
+        assert!(stderr.contains("DORA_INGEST_TOKENS"), "{what}: {stderr}");
+        assert!(
+            !stderr.contains("short-secret"),
+            "{what} leaks the secret: {stderr}"
+        );
+        assert!(
+            std::net::TcpStream::connect(&addr).is_err(),
+            "{what}: something listens on {addr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_batch_jetstream_takes_only_in_part_is_a_503_and_a_retry_completes_it() {
+    let env = TestEnv::new().await;
+    // A stream that, once the gateway is up, holds three messages and refuses more (the
+    // gateway refuses to start on such a stream, so the limit comes after): JetStream
+    // acks the first three publishes of a batch and refuses the rest.
+    let ingest = env.spawn_ingest(env.ingest_config()).await;
+    let mut config = dora_event::stream::config(&env.stream, &env.prefix);
+    config.max_messages = 3;
+    config.discard = async_nats::jetstream::stream::DiscardPolicy::New;
+    env.js.update_stream(config.clone()).await.unwrap();
+
+    let batch: Vec<Value> = (0..5).map(|i| deploy(&format!("part-{i}"))).collect();
+    let (status, body) = post_events(&ingest.url, Some(CI_TOKEN), &json!(batch)).await;
+    assert_eq!(status, 503, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("some may be stored"), "{body}");
+    assert!(error.contains("retry the same request"), "{body}");
+    assert_eq!(env.stream_messages().await, 3, "the part JetStream took");
+
+    // The stream takes more again; the client retries the same request: the part
+    // already stored is reported as duplicates, the rest is stored once.
+    config.max_messages = -1;
+    env.js.update_stream(config).await.unwrap();
+    let (status, body) = post_events(&ingest.url, Some(CI_TOKEN), &json!(batch)).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        (&body["accepted"], &body["duplicates"]),
+        (&json!(5), &json!(3)),
+        "{body}"
+    );
+    assert_eq!(env.stream_messages().await, 5);
+
     ingest.stop().await.unwrap();
     env.cleanup().await;
 }

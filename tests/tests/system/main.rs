@@ -15,6 +15,8 @@ mod hostile;
 mod ingest;
 mod metrics;
 mod observe;
+mod position;
 mod projector;
 mod replay;
+mod source;
 mod trend;

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use dora_api::dora::{compute, MetricsQuery, Report};
-use dora_system_tests::naive::{NAIVE_DEPLOYS, NAIVE_INCIDENTS};
+use dora_system_tests::naive::{Numbers, Oracle, NAIVE_DEPLOYS, NAIVE_INCIDENTS};
 use dora_system_tests::{Rng, TestEnv};
 use serde_json::{json, Value};
 
@@ -164,13 +164,31 @@ async fn rollbacks_and_incidents_mark_the_latest_attempt_once() {
 
 #[tokio::test]
 async fn late_and_out_of_order_arrivals_give_the_same_answer() {
+    // The failure fixture, plus what it lacks for the other metrics: deploys with
+    // commit times, and incidents (a re-triggered one, one with two closes).
+    let mut log = failure_fixture();
+    log.extend([
+        deploy_with_commit("lt1", "2026-03-10T06:00:00Z", 2),
+        deploy_with_commit("lt2", "2026-03-12T06:00:00Z", 5),
+        deploy_with_commit("lt3", "2026-03-14T06:00:00Z", 9),
+        opened("io1", "INC-L", "2026-03-10T01:00:00Z"),
+        opened("io2", "INC-L", "2026-03-10T02:00:00Z"),
+        closed("ic1", "INC-L", "2026-03-10T05:00:00Z"),
+        opened("io3", "INC-M", "2026-03-13T00:00:00Z"),
+        closed("ic3", "INC-M", "2026-03-13T06:00:00Z"),
+        closed("ic4", "INC-M", "2026-03-13T07:00:00Z"),
+    ]);
+    let at_once = TestEnv::new().await;
+    at_once.seed(&log).await;
+    // One event per batch, first first: each close arrives after its open.
     let in_order = TestEnv::new().await;
-    in_order.seed(&failure_fixture()).await;
+    for e in &log {
+        in_order.seed(std::slice::from_ref(e)).await;
+    }
+    // One event per batch, last first: every rollback arrives before its deploy, every
+    // close before its open.
     let reversed = TestEnv::new().await;
-    let mut events = failure_fixture();
-    events.reverse();
-    // One event per batch, last first: every rollback arrives before its deploy.
-    for e in &events {
+    for e in log.iter().rev() {
         reversed.seed(std::slice::from_ref(e)).await;
     }
     for q in [
@@ -178,14 +196,30 @@ async fn late_and_out_of_order_arrivals_give_the_same_answer() {
         query(3, 2, Some("api"), "prod"),
         query(30, 0, Some("api"), "prod"),
     ] {
-        let expected = report(&in_order, &q).await;
-        // Each compared window holds failures, so equal answers say something.
+        let expected = report(&at_once, &q).await;
+        // Each compared window holds data in every metric, so equal answers say something.
         assert!(
-            expected.change_failure_rate.failed > 0 && expected.change_failure_rate.attempts > 1,
+            expected.deployment_frequency.deploys > 0
+                && expected.lead_time.samples > 0
+                && expected.change_failure_rate.failed > 0
+                && expected.change_failure_rate.attempts > expected.change_failure_rate.failed
+                && expected.time_to_restore.samples > 0,
             "{q:?}: {expected:?}"
         );
-        assert_eq!(expected, report(&reversed, &q).await, "{q:?}");
+        assert_eq!(expected, report(&in_order, &q).await, "in order: {q:?}");
+        assert_eq!(expected, report(&reversed, &q).await, "reversed: {q:?}");
     }
+    let whole = report(&at_once, &query(7, 0, None, "prod")).await;
+    assert_eq!(
+        (
+            whole.time_to_restore.samples,
+            whole.time_to_restore.median_seconds,
+            whole.time_to_restore.open_incidents
+        ),
+        (2, Some(5.0 * 3600.0), 2),
+        "INC-L 4 h (re-triggered), INC-M 6 h (first close); INC-C and INC-D open"
+    );
+    at_once.cleanup().await;
     // An earlier deploy of the same sha arriving late does not steal a marker...
     reversed
         .seed(&[deploy("d0", "aaaa", "2026-03-09T12:00:00Z")])
@@ -436,6 +470,152 @@ async fn medians_of_odd_and_even_counts_and_empty_windows() {
     env.cleanup().await;
 }
 
+/// The numbers of a report, as the oracle gives them.
+fn numbers(r: &Report) -> Numbers {
+    Numbers {
+        deploys: r.deployment_frequency.deploys,
+        lead: (r.lead_time.median_seconds, r.lead_time.samples),
+        failures: (r.change_failure_rate.failed, r.change_failure_rate.attempts),
+        restore: (
+            r.time_to_restore.median_seconds,
+            r.time_to_restore.samples,
+            r.time_to_restore.open_incidents,
+        ),
+    }
+}
+
+/// Seeds `log` one event per batch in the order given, and checks dora and the oracle
+/// give `want` for a week ending at `AS_OF` in prod (optionally one service).
+async fn pinned(log: &[Value], service: Option<&str>, want: Numbers, what: &str) {
+    let env = TestEnv::new().await;
+    for e in log {
+        env.seed(std::slice::from_ref(e)).await;
+    }
+    let oracle = Oracle::new(log).numbers("prod", service, t(AS_OF), 7, 0);
+    assert_eq!(oracle, want, "the oracle: {what}");
+    let got = numbers(&report(&env, &query(7, 0, service, "prod")).await);
+    assert_eq!(got, want, "dora: {what}");
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn tie_rules_and_incident_pairing_are_pinned() {
+    let at = "2026-03-10T00:00:00Z";
+    let mut failed = deploy("d-failed", "aaaa", at);
+    failed["succeeded"] = json!(false);
+    let ok = deploy("d-ok", "aaaa", at);
+    let marker = rollback("r", "aaaa", at);
+    let week = |deploys, failed, attempts, restore| Numbers {
+        deploys,
+        lead: (None, 0),
+        failures: (failed, attempts),
+        restore,
+    };
+    // Two attempts at one instant: the later in the stream is the latest, and a
+    // rollback at that instant marks it. Later = the successful one: two failures.
+    pinned(
+        &[failed.clone(), ok.clone(), marker.clone()],
+        None,
+        week(1, 2, 2, (None, 0, 0)),
+        "the rollback marks the attempt later in the stream",
+    )
+    .await;
+    // Later = the one that failed by itself: the attempt counts once, one failure.
+    pinned(
+        &[ok.clone(), failed.clone(), marker.clone()],
+        None,
+        week(1, 1, 2, (None, 0, 0)),
+        "the rollback marks the already failed attempt",
+    )
+    .await;
+    // The rollback arriving first changes nothing: order in time, then in the stream.
+    pinned(
+        &[marker.clone(), failed.clone(), ok.clone()],
+        None,
+        week(1, 2, 2, (None, 0, 0)),
+        "a rollback that arrived before both",
+    )
+    .await;
+    // A rollback exactly at as_of counts; one a microsecond after does not.
+    let mut d7 = deploy("d7", "bbbb", "2026-03-15T00:00:00Z");
+    d7["commit_at"] = json!("2026-03-14T23:00:00Z");
+    pinned(
+        &[d7.clone(), rollback("r-asof", "bbbb", AS_OF)],
+        None,
+        Numbers {
+            deploys: 1,
+            lead: (Some(3600.0), 1),
+            failures: (1, 1),
+            restore: (None, 0, 0),
+        },
+        "a rollback at as_of",
+    )
+    .await;
+
+    // Incidents, one ref_id. Two opens at one instant, in two services: the earlier in
+    // the stream starts it, and it belongs to that one's service.
+    let open_api = opened("o-api", "INC-T", "2026-03-11T00:00:00Z");
+    let mut open_web = opened("o-web", "INC-T", "2026-03-11T00:00:00Z");
+    open_web["service"] = json!("web");
+    // A close named by ref_id alone, from a third service, 2 h later; a second close at
+    // the same instant is the same close.
+    let mut close = closed("c-1", "INC-T", "2026-03-11T02:00:00Z");
+    close["service"] = json!("db");
+    let mut close_again = closed("c-2", "INC-T", "2026-03-11T02:00:00Z");
+    close_again["service"] = json!("db");
+    for (log, api, what) in [
+        (
+            vec![
+                open_api.clone(),
+                open_web.clone(),
+                close.clone(),
+                close_again.clone(),
+            ],
+            (Some(7200.0), 1, 0),
+            "api's open first",
+        ),
+        (
+            vec![
+                open_web.clone(),
+                open_api.clone(),
+                close_again.clone(),
+                close.clone(),
+            ],
+            (None, 0, 0),
+            "web's open first",
+        ),
+    ] {
+        pinned(&log, Some("api"), week(0, 0, 0, api), what).await;
+        pinned(&log, None, week(0, 0, 0, (Some(7200.0), 1, 0)), what).await;
+    }
+
+    // Re-triggered opens: an open while it runs and one at the close's instant are the
+    // same incident; the first open after the close starts another, which a close at
+    // its own instant ends (0 s); a close before any open is ignored.
+    let r = |id: &str, kind: &str, at: &str| {
+        if kind == "o" {
+            opened(id, "INC-R", at)
+        } else {
+            closed(id, "INC-R", at)
+        }
+    };
+    let log = vec![
+        r("c0", "c", "2026-03-09T12:00:00Z"),
+        r("o1", "o", "2026-03-10T00:00:00Z"),
+        r("o2", "o", "2026-03-10T01:00:00Z"),
+        r("c1", "c", "2026-03-10T03:00:00Z"),
+        r("o3", "o", "2026-03-10T03:00:00Z"),
+        r("o4", "o", "2026-03-12T00:00:00Z"),
+        r("c2", "c", "2026-03-12T00:00:00Z"),
+        r("o5", "o", "2026-03-13T00:00:00Z"),
+    ];
+    let want = week(0, 0, 0, (Some(1.5 * 3600.0), 2, 1));
+    pinned(&log, None, want.clone(), "re-triggers, in order").await;
+    let mut reversed = log.clone();
+    reversed.reverse();
+    pinned(&reversed, None, want, "re-triggers, reversed").await;
+}
+
 pub(crate) fn random_log(rng: &mut Rng, n: usize) -> Vec<Value> {
     let base = t("2026-02-01T00:00:00Z");
     (0..n)
@@ -491,6 +671,7 @@ async fn the_facts_agree_with_a_naive_reading_of_the_contract_on_random_logs() {
         rest = &rest[take..];
     }
 
+    let oracle = Oracle::new(&log);
     let pool = dora_api::connect(&env.database_url, 1).unwrap();
     for _ in 0..60 {
         let q = MetricsQuery {
@@ -500,13 +681,24 @@ async fn the_facts_agree_with_a_naive_reading_of_the_contract_on_random_logs() {
             service: [None, Some("api"), Some("web")][rng.below(3) as usize].map(str::to_owned),
             environment: ["prod", "staging"][rng.below(2) as usize].to_owned(),
         };
-        let w = q.window();
         let got = compute(&pool, &q).await.unwrap();
+        let got = numbers(&got);
+        // The oracle: its own window arithmetic, over the events as generated.
+        let want = oracle.numbers(
+            &q.environment,
+            q.service.as_deref(),
+            q.as_of,
+            q.days,
+            q.offset,
+        );
+        assert_eq!(got, want, "{q:?}");
+        // The naive SQL over the stored log, in the oracle's window, agrees too.
+        let (start, end) = Oracle::window(q.as_of, q.days, q.offset);
         let (deploys, lead, lead_n, failed, attempts): (i64, Option<f64>, i64, i64, i64) =
             sqlx::query_as(NAIVE_DEPLOYS)
                 .bind(&q.environment)
-                .bind(w.start)
-                .bind(w.end)
+                .bind(start)
+                .bind(end)
                 .bind(q.as_of)
                 .bind(&q.service)
                 .fetch_one(&env.pool)
@@ -514,35 +706,19 @@ async fn the_facts_agree_with_a_naive_reading_of_the_contract_on_random_logs() {
                 .unwrap();
         let (restore, restore_n, open): (Option<f64>, i64, i64) = sqlx::query_as(NAIVE_INCIDENTS)
             .bind(&q.environment)
-            .bind(w.start)
-            .bind(w.end)
+            .bind(start)
+            .bind(end)
             .bind(&q.service)
             .fetch_one(&env.pool)
             .await
             .unwrap();
-        assert_eq!(got.deployment_frequency.deploys, deploys, "{q:?}");
-        assert_eq!(
-            (got.lead_time.median_seconds, got.lead_time.samples),
-            (lead, lead_n),
-            "{q:?}"
-        );
-        assert_eq!(
-            (
-                got.change_failure_rate.failed,
-                got.change_failure_rate.attempts
-            ),
-            (failed, attempts),
-            "{q:?}"
-        );
-        assert_eq!(
-            (
-                got.time_to_restore.median_seconds,
-                got.time_to_restore.samples,
-                got.time_to_restore.open_incidents
-            ),
-            (restore, restore_n, open),
-            "{q:?}"
-        );
+        let naive = Numbers {
+            deploys,
+            lead: (lead, lead_n),
+            failures: (failed, attempts),
+            restore: (restore, restore_n, open),
+        };
+        assert_eq!(naive, want, "naive SQL: {q:?}");
     }
     let failed_total: i64 =
         sqlx::query_scalar("SELECT count(*) FROM deploy_facts WHERE failed_by <> event_id")

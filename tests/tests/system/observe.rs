@@ -3,12 +3,10 @@
 //! exported series; `DORA_LOG_FORMAT`.
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 use dora_event::settings::LogFormat;
-use dora_system_tests::{eventually, get_json, post_events, TestEnv, CI_TOKEN};
+use dora_system_tests::{eventually, get_json, post_events, Captured, TestEnv, CI_TOKEN};
 use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue, Sample};
 use serde_json::{json, Value};
 
@@ -691,20 +689,6 @@ fn the_grafana_dashboard_is_importable() {
     assert_eq!(ids.len(), panels.len());
 }
 
-/// A `MakeWriter` that keeps what is written, for reading back.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 // Current-thread runtime: the processes' tasks run on this thread, so the subscriber
 // set for this thread sees their logs and no other test's.
 #[tokio::test(flavor = "current_thread")]
@@ -726,7 +710,7 @@ async fn json_logs_are_one_json_object_per_line() {
     ingest.stop().await.unwrap();
     drop(guard);
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     let lines: Vec<Value> = text
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}")))
@@ -754,7 +738,7 @@ fn text_logs_to_a_file_carry_no_colour_codes() {
     tracing::subscriber::with_default(subscriber, || {
         tracing::info!(answer = 42, "plain words");
     });
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     assert!(
         text.contains("plain words") && text.contains("answer=42"),
         "{text}"
