@@ -1,14 +1,7 @@
 //! Running the real `dora-emit` binary from the tests, and the git checkouts it reads.
 //!
-//! # Finding the binary
-//!
-//! `cargo test -p dora-system-tests` builds this package's targets only, not another
-//! package's binaries, and artifact dependencies are not stable Cargo. So the first test
-//! that needs it runs `cargo build -p dora-emit` (with `--release` when the tests are a
-//! release build) and takes the path Cargo reports for the executable in its JSON
-//! messages: that path is right whatever `CARGO_TARGET_DIR`, `--target` or profile is in
-//! force, and building every run (a no-op when fresh) never tests a stale binary.
-//! `DORA_EMIT_BIN` overrides all of it, for a binary built elsewhere.
+//! The binary is built on first use (see [`crate::binary`]); `DORA_EMIT_BIN` overrides
+//! that, for a binary built elsewhere.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -19,68 +12,7 @@ use tokio::process::Command;
 /// The `dora-emit` executable, built on first use.
 pub fn binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        if let Some(path) = std::env::var_os("DORA_EMIT_BIN") {
-            return PathBuf::from(path);
-        }
-        built("dora-emit")
-    })
-}
-
-/// Builds the binary of the same name in package `package` (see the module's notes)
-/// and returns the path Cargo reports for it.
-pub fn built(package: &str) -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits in the workspace");
-    let release = std::env::current_exe()
-        .map(|exe| exe.components().any(|c| c.as_os_str() == "release"))
-        .unwrap_or(false);
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = std::process::Command::new(cargo);
-    build
-        .current_dir(workspace)
-        .args(["build", "-p", package, "--bin", package])
-        .arg("--message-format=json-render-diagnostics")
-        .stderr(Stdio::inherit());
-    if release {
-        build.arg("--release");
-    }
-    // Cargo gives the test process the tests crate's CARGO_MANIFEST_DIR, CARGO_PKG_*
-    // and so on. Build scripts (ring's) rerun when those change, so passing them
-    // on would rebuild half the tree here, and again in the next plain cargo run.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        let from_test_run = [
-            "CARGO_PKG_",
-            "CARGO_MANIFEST_",
-            "CARGO_CRATE_",
-            "CARGO_BIN_",
-            "CARGO_CFG_",
-        ]
-        .iter()
-        .any(|p| name.starts_with(p))
-            || [
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_RUSTC_CURRENT_DIR",
-                "OUT_DIR",
-            ]
-            .contains(&name.as_ref());
-        if from_test_run {
-            build.env_remove(name.as_ref());
-        }
-    }
-    let output = build
-        .output()
-        .unwrap_or_else(|e| panic!("run cargo build -p {package}: {e}"));
-    assert!(output.status.success(), "cargo build -p {package} failed");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == package)
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo reported no {package} executable"))
+    BINARY.get_or_init(|| crate::binary::built("dora-emit"))
 }
 
 /// A `dora-emit` command with a clean environment: nothing of the shell or CI the tests

@@ -4,8 +4,14 @@
 //!
 //! Servers: `DORA_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432`) and
 //! `DORA_TEST_NATS_URL` (default `nats://127.0.0.1:4222`). Logs only with `TEST_LOG=1`.
+//!
+//! The fault-injection tests use none of that: [`children`] runs private servers and the
+//! real binaries as child processes, and [`flow`] drives events through them.
 
+pub mod binary;
+pub mod children;
 pub mod emit;
+pub mod flow;
 pub mod naive;
 pub mod slack;
 

@@ -789,7 +789,7 @@ async fn nats_going_away_is_a_503_and_not_ready_until_it_is_back() {
 
 #[tokio::test]
 async fn no_token_no_start() {
-    let binary = tokio::task::spawn_blocking(|| dora_system_tests::emit::built("dora-ingest"))
+    let binary = tokio::task::spawn_blocking(|| dora_system_tests::binary::built("dora-ingest"))
         .await
         .unwrap();
     // A port the gateway would serve on if it started.
