@@ -25,6 +25,7 @@ fn projector(database_url: &str) -> Command {
         // Nothing listens there: the store comes first, then the projector waits for NATS.
         .env("NATS_URL", "nats://127.0.0.1:1")
         .env("RUST_LOG", "dora_projector=info")
+        .env("DORA_SOURCE_KEY", "binary-test-source-key-0123456789abcdef")
         .stdin(Stdio::null());
     command
 }
