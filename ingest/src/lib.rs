@@ -42,7 +42,13 @@ pub async fn run(
             source: e.into(),
         })?;
     let js = jetstream::new(nats.clone());
-    dora_event::stream::ensure(&js, &config.stream.stream, &config.stream.subject_prefix).await?;
+    dora_event::stream::ensure(
+        &js,
+        &config.stream.stream,
+        &config.stream.subject_prefix,
+        config.stream.replicas,
+    )
+    .await?;
     let state = http::AppState {
         tokens: config.tokens,
         publisher: publish::Publisher::new(

@@ -79,9 +79,13 @@ pub async fn connect_nats(
             source: Box::new(e),
         })?;
     let js = jetstream::new(client.clone());
-    let stream =
-        dora_event::stream::ensure(&js, &config.stream.stream, &config.stream.subject_prefix)
-            .await?;
+    let stream = dora_event::stream::ensure(
+        &js,
+        &config.stream.stream,
+        &config.stream.subject_prefix,
+        config.stream.replicas,
+    )
+    .await?;
     Ok((client, stream))
 }
 

@@ -837,7 +837,7 @@ async fn a_batch_jetstream_takes_only_in_part_is_a_503_and_a_retry_completes_it(
     // gateway refuses to start on such a stream, so the limit comes after): JetStream
     // acks the first three publishes of a batch and refuses the rest.
     let ingest = env.spawn_ingest(env.ingest_config()).await;
-    let mut config = dora_event::stream::config(&env.stream, &env.prefix);
+    let mut config = dora_event::stream::config(&env.stream, &env.prefix, 1);
     config.max_messages = 3;
     config.discard = async_nats::jetstream::stream::DiscardPolicy::New;
     env.js.update_stream(config.clone()).await.unwrap();
