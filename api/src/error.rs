@@ -76,6 +76,9 @@ impl IntoResponse for Error {
             Error::Database(sqlx::Error::Database(e)) if e.code().as_deref() == Some("57014") => {
                 busy("the query ran past DORA_API_STATEMENT_TIMEOUT and was cancelled; ask for a shorter window or one service")
             }
+            Error::Database(e) if store_unavailable(&e).is_some() => {
+                busy(&store_unavailable(&e).unwrap_or_default())
+            }
             other => {
                 // The details go to the log, not to the caller.
                 tracing::error!(error = %other, "request failed");
@@ -92,6 +95,34 @@ impl IntoResponse for Error {
                     .into_response()
             }
         }
+    }
+}
+
+/// Why the store cannot be read, in words an operator can act on, when the cause is the
+/// setup rather than the request: the database missing, the store not migrated yet, the
+/// login refused, the server unreachable. `None` for other errors.
+pub fn store_unavailable(error: &sqlx::Error) -> Option<String> {
+    match error {
+        sqlx::Error::Database(e) => {
+            let code = e.code();
+            let why = e.message();
+            match code.as_deref()? {
+                // invalid_catalog_name: PostgreSQL's message names the database.
+                "3D000" => Some(format!(
+                    "{why} (DATABASE_URL): start dora-projector, which creates and migrates it, or point DATABASE_URL at the store"
+                )),
+                // undefined_table, invalid_schema_name: the projector has not migrated it.
+                "42P01" | "3F000" => Some(format!(
+                    "the store is not migrated yet ({why}): start dora-projector, which creates it"
+                )),
+                // invalid_authorization_specification, invalid_password.
+                "28000" | "28P01" => Some(format!("PostgreSQL refused the login of DATABASE_URL: {why}")),
+                _ => None,
+            }
+        }
+        sqlx::Error::Io(e) => Some(format!("cannot reach PostgreSQL (DATABASE_URL): {e}")),
+        sqlx::Error::Tls(e) => Some(format!("cannot reach PostgreSQL (DATABASE_URL): TLS: {e}")),
+        _ => None,
     }
 }
 

@@ -166,22 +166,56 @@ pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(0)
 }
 
-/// Ready when the database answers and the store's schema is there.
+/// How current the store is: when the newest event reached it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LastEvent {
+    /// When JetStream stored the newest event in the log.
+    pub received_at: String,
+    /// Seconds since then.
+    pub age_seconds: f64,
+}
+
+/// What a ready API answers on `/readyz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready`.
+    pub status: &'static str,
+    /// The newest event, `null` for an empty store.
+    pub last_event: Option<LastEvent>,
+}
+
+/// Ready when the database answers and the store's schema is there; the body tells
+/// how current the data is: when the newest event reached the store (JetStream's time)
+/// and how long ago, `null` for an empty store. An old newest event does not make the
+/// API unready (no deploys at night is normal): a monitor judges the age by its own
+/// threshold, and the projector's `/readyz` and lag metric say whether it keeps up.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
-    (status = 200, description = "Ready", body = Health),
-    (status = 503, description = "The database unreachable, the store not migrated, or too many requests in flight", body = Health,
+    (status = 200, description = "Ready, and how current the data is", body = Readiness),
+    (status = 503, description = "The database unreachable or missing, the store not migrated, or too many requests in flight", body = Health,
      headers(("Retry-After" = u32, description = "Seconds to wait, when refused for load"))),
 ))]
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    match sqlx::query_scalar::<_, bool>("SELECT to_regclass('deploy_facts') IS NOT NULL")
-        .fetch_one(&state.pool)
-        .await
-    {
-        Ok(true) => Health::ready(),
-        Ok(false) => {
-            Health::unavailable("the store is not migrated yet: start dora-projector".to_owned())
+async fn readyz(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let newest =
+        sqlx::query_scalar::<_, Option<DateTime<Utc>>>("SELECT max(received_at) FROM events")
+            .fetch_one(&state.pool)
+            .await;
+    match newest {
+        Ok(newest) => {
+            let last_event = newest.map(|at| LastEvent {
+                received_at: at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                age_seconds: (Utc::now() - at).as_seconds_f64().max(0.0),
+            });
+            Json(Readiness {
+                status: "ready",
+                last_event,
+            })
+            .into_response()
         }
-        Err(e) => Health::unavailable(format!("database: {e}")),
+        Err(e) => Health::unavailable(
+            crate::error::store_unavailable(&e).unwrap_or_else(|| format!("database: {e}")),
+        )
+        .into_response(),
     }
 }
 

@@ -140,3 +140,105 @@ fn a_malformed_setting_stops_the_binary_and_is_named() {
         }
     }
 }
+
+/// Starts the binary on a free port with `DATABASE_URL`; returns it and its base URL.
+fn spawn_on_free_port(database_url: &str) -> (Stop, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = dora_api();
+    command
+        .env("DATABASE_URL", database_url)
+        .env("DORA_API_ADDR", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    (
+        Stop(command.spawn().unwrap()),
+        format!("http://127.0.0.1:{port}"),
+    )
+}
+
+#[tokio::test]
+async fn on_a_missing_database_readyz_and_dora_say_why() {
+    let missing = format!("dora_test_absent_{}", std::process::id());
+    let url = std::env::var("DORA_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+    let (_child, base) = spawn_on_free_port(&format!("{url}/{missing}"));
+    eventually("dora-api answers /healthz", || async {
+        reqwest::get(format!("{base}/healthz")).await.is_ok()
+    })
+    .await;
+
+    let (status, body) = dora_system_tests::get_json(&base, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains(&missing), "names the database: {body}");
+    assert!(error.contains("dora-projector"), "says what to do: {body}");
+
+    for path in ["/dora", "/dora/trend", "/dora/failures"] {
+        let (status, body) = dora_system_tests::get_json(&base, path).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(&missing), "{path}: {body}");
+    }
+    let page = reqwest::get(format!("{base}/dashboard")).await.unwrap();
+    assert_eq!(page.status(), 503);
+}
+
+#[tokio::test]
+async fn on_a_database_without_the_store_readyz_and_dora_say_why() {
+    // A database that exists but was never migrated: the projector has not run.
+    let env = TestEnv::new().await;
+    sqlx::query("DROP SCHEMA dora CASCADE")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let (_child, base) = spawn_on_free_port(&env.database_url);
+    eventually("dora-api answers /healthz", || async {
+        reqwest::get(format!("{base}/healthz")).await.is_ok()
+    })
+    .await;
+    let (status, body) = dora_system_tests::get_json(&base, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("dora-projector"),
+        "{body}"
+    );
+    let (status, body) = dora_system_tests::get_json(&base, "/dora").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not migrated"),
+        "{body}"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn readyz_tells_how_old_the_newest_event_is_and_stays_ready_without_events() {
+    let env = TestEnv::new().await;
+    let (_child, base) = spawn_on_free_port(&env.database_url);
+    eventually("dora-api answers /healthz", || async {
+        reqwest::get(format!("{base}/healthz")).await.is_ok()
+    })
+    .await;
+    let (status, body) = dora_system_tests::get_json(&base, "/readyz").await;
+    assert_eq!(status, 200, "an empty store is ready: {body}");
+    assert_eq!(body["last_event"], Value::Null, "{body}");
+
+    env.seed(&[json!({"id": "e1", "kind": "rollback", "service": "api", "git_sha": "abcd"})])
+        .await;
+    let (status, body) = dora_system_tests::get_json(&base, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let age = body["last_event"]["age_seconds"].as_f64().unwrap();
+    assert!((0.0..60.0).contains(&age), "{body}");
+    assert!(body["last_event"]["received_at"].is_string(), "{body}");
+    env.cleanup().await;
+}

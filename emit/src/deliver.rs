@@ -187,7 +187,8 @@ async fn judge(endpoint: &str, response: reqwest::Response) -> Attempt {
     }
 }
 
-/// Publishes to `<prefix>.<environment>.<service>.<kind>` with `Nats-Msg-Id` and waits
+/// Publishes to `<prefix>.<environment>.<service>.<kind>` with `Nats-Msg-Id` (`<id>:<digest>`,
+/// as the gateway sends it) and waits
 /// for the JetStream ack.
 pub async fn over_nats(
     nats_url: &str,
@@ -202,7 +203,8 @@ pub async fn over_nats(
         // left its connection in any state.
         let subject = subject.clone();
         let body = body.clone();
-        let id = event.id.clone();
+        // The gateway's key: a corrected event is not dropped as a repeat of the first.
+        let id = dora_event::dedup::msg_id(event, true);
         async move {
             let left = left.max(Duration::from_millis(100));
             let nats = match async_nats::ConnectOptions::new()

@@ -60,7 +60,7 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     };
     let how = match delivered {
         deliver::Delivered::Accepted => "accepted",
-        deliver::Delivered::Duplicate => "already recorded (a repeat of the same id)",
+        deliver::Delivered::Duplicate => "already recorded (a repeat of the same event)",
     };
     println!("{} {} {how}", event.kind, event.id);
     Ok(())

@@ -16,6 +16,11 @@ pub struct StreamSettings {
     /// Subject prefix; events travel on `<prefix>.<environment>.<service>.<kind>`.
     #[arg(long, env = "DORA_SUBJECT_PREFIX", value_name = "DORA_SUBJECT_PREFIX", default_value = "dora.events", value_parser = subject_prefix)]
     pub subject_prefix: String,
+    /// Copies of the stream JetStream keeps, 1-5: 3 on a three-node cluster survives the
+    /// loss of a node. Used when dora creates the stream, and to raise an existing
+    /// stream's count; a single server takes only 1.
+    #[arg(long = "stream-replicas", env = "DORA_STREAM_REPLICAS", value_name = "DORA_STREAM_REPLICAS", default_value_t = 1, value_parser = replicas)]
+    pub replicas: usize,
 }
 
 /// How a process logs. Flattened into every process's config.
@@ -98,6 +103,7 @@ impl fmt::Debug for StreamSettings {
             .field("nats_url", &redact_nats_url(&self.nats_url))
             .field("stream", &self.stream)
             .field("subject_prefix", &self.subject_prefix)
+            .field("replicas", &self.replicas)
             .finish()
     }
 }
@@ -189,6 +195,14 @@ fn subject_prefix(value: &str) -> Result<String, String> {
     crate::subject::check_prefix(value).map(|()| value.to_owned())
 }
 
+/// `DORA_STREAM_REPLICAS`: JetStream keeps 1 to 5 copies of a stream.
+fn replicas(value: &str) -> Result<usize, String> {
+    match value.trim().parse::<usize>() {
+        Ok(n @ 1..=5) => Ok(n),
+        _ => Err(format!("`{value}` is not a replica count: JetStream keeps 1 to 5 copies (3 on a three-node cluster)")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,8 +263,17 @@ mod tests {
             nats_url: "nats://dora-ingest:s3cret@nats:4222".to_owned(),
             stream: "DORA_EVENTS".to_owned(),
             subject_prefix: "dora.events".to_owned(),
+            replicas: 1,
         };
         assert!(!format!("{stream:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn replica_counts() {
+        assert_eq!(replicas("3"), Ok(3));
+        for bad in ["0", "6", "three", "-1", ""] {
+            assert!(replicas(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -264,6 +287,7 @@ mod tests {
             nats_url: "nats://dora:s3cret@n:4222".to_owned(),
             stream: "S".to_owned(),
             subject_prefix: "p".to_owned(),
+            replicas: 3,
         };
         assert!(!format!("{settings:?}").contains("s3cret"));
     }

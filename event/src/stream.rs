@@ -106,8 +106,9 @@ pub fn keeps_everything(
 
 /// The configuration dora creates the stream with: file storage, no age or size limit
 /// (it is the source of truth), and no deletes or purges.
-pub fn config(name: &str, prefix: &str) -> stream::Config {
+pub fn config(name: &str, prefix: &str, replicas: usize) -> stream::Config {
     stream::Config {
+        num_replicas: replicas,
         name: name.to_owned(),
         description: Some("dora lifecycle events: the source of truth".to_owned()),
         subjects: vec![crate::subject::wildcard(prefix)],
@@ -128,9 +129,10 @@ pub async fn ensure(
     js: &jetstream::Context,
     name: &str,
     prefix: &str,
+    replicas: usize,
 ) -> Result<stream::Stream, StreamError> {
     let mut stream = js
-        .get_or_create_stream(config(name, prefix))
+        .get_or_create_stream(config(name, prefix, replicas))
         .await
         .map_err(|e| StreamError::JetStream {
             name: name.to_owned(),
@@ -159,6 +161,26 @@ pub async fn ensure(
         value,
         fix,
     })?;
+    if config.num_replicas < replicas {
+        // More copies is only safer, and JetStream copies the messages itself. Fewer
+        // is left alone: an operator may have had a reason, and it loses nothing now.
+        let raised = stream::Config {
+            num_replicas: replicas,
+            ..config.clone()
+        };
+        match js.update_stream(raised).await {
+            Ok(_) => tracing::info!(
+                stream = name,
+                from = config.num_replicas,
+                to = replicas,
+                "raised the stream's replicas"
+            ),
+            Err(e) => {
+                tracing::warn!(stream = name, have = config.num_replicas, want = replicas, error = %e,
+                "the stream keeps fewer copies than DORA_STREAM_REPLICAS asks, and JetStream would not raise it")
+            }
+        }
+    }
     Ok(stream)
 }
 
@@ -202,7 +224,7 @@ mod tests {
 
     #[test]
     fn only_a_stream_that_keeps_everything_is_accepted() {
-        let dora = config("DORA_EVENTS", "dora.events");
+        let dora = config("DORA_EVENTS", "dora.events", 1);
         assert_eq!(keeps_everything(&dora), Ok(()));
         let mut replicated = dora.clone();
         replicated.num_replicas = 3;

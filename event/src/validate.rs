@@ -91,7 +91,8 @@ pub fn validate(value: &Value, origin: Origin, received_at: DateTime<Utc>) -> Re
         ValidationError::field(
             "kind",
             format!(
-                "`kind` must be one of deploy, rollback, incident_opened, incident_closed; got `{kind_name}`"
+                "`kind` must be one of deploy, rollback, incident_opened, incident_closed; got `{}`",
+                quoted(kind_name)
             ),
         )
     })?;
@@ -221,18 +222,36 @@ fn boolean(obj: &Map<String, Value>, field: &str) -> Result<Option<bool>> {
 }
 
 /// An RFC 3339 time with any offset, as UTC truncated to the microsecond PostgreSQL keeps.
+///
+/// A leap second (`23:59:60`, which RFC 3339 allows) becomes the last microsecond of
+/// the minute, `23:59:59.999999`: PostgreSQL has no leap seconds and would store it as
+/// the next minute's `00:00:00`, moving it across a minute, a day or a window boundary
+/// and making the stored event differ from the published one.
 fn time(obj: &Map<String, Value>, field: &str) -> Result<Option<DateTime<Utc>>> {
     let Some(text) = string(obj, field)? else {
         return Ok(None);
     };
     DateTime::parse_from_rfc3339(text)
-        .map(|t| Some(t.with_timezone(&Utc).trunc_subsecs(6)))
+        .map(|t| Some(without_leap_second(t.with_timezone(&Utc).trunc_subsecs(6))))
         .map_err(|e| {
             ValidationError::field(
                 field,
-                format!("`{field}` must be an RFC 3339 time such as 2026-03-09T14:00:00Z; `{text}`: {e}"),
+                format!(
+                    "`{field}` must be an RFC 3339 time such as 2026-03-09T14:00:00Z; `{}`: {e}",
+                    quoted(text)
+                ),
             )
         })
+}
+
+/// chrono keeps a leap second as a nanosecond count of a second or more.
+fn without_leap_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Timelike;
+    if t.nanosecond() >= 1_000_000_000 {
+        t.with_nanosecond(999_999_000).unwrap_or(t)
+    } else {
+        t
+    }
 }
 
 fn checked_id(id: &str) -> Result<String> {
@@ -262,7 +281,10 @@ pub fn subject_token(field: &str, value: &str) -> Result<String> {
     } else {
         Err(ValidationError::field(
             field,
-            format!("`{field}` must be 1-64 characters of A-Z a-z 0-9 _ -; got `{value}`"),
+            format!(
+                "`{field}` must be 1-64 characters of A-Z a-z 0-9 _ -; got `{}`",
+                quoted(value)
+            ),
         ))
     }
 }
@@ -273,7 +295,10 @@ fn checked_sha(sha: &str) -> Result<String> {
     } else {
         Err(ValidationError::field(
             "git_sha",
-            format!("`git_sha` must be 4-64 hexadecimal characters; got `{sha}`"),
+            format!(
+                "`git_sha` must be 4-64 hexadecimal characters; got `{}`",
+                quoted(sha)
+            ),
         ))
     }
 }
@@ -288,6 +313,16 @@ fn checked_ref_id(ref_id: &str) -> Result<String> {
             "ref_id",
             "`ref_id` must be 1-128 characters, none of them control characters",
         ))
+    }
+}
+
+/// A refused value as the error quotes it: whole when short, else its start and its
+/// length, so a megabyte-long value is not sent back, logged and kept whole.
+fn quoted(value: &str) -> String {
+    const KEEP: usize = 80;
+    match value.char_indices().nth(KEEP) {
+        None => value.to_owned(),
+        Some((end, _)) => format!("{}... ({} bytes)", &value[..end], value.len()),
     }
 }
 

@@ -1,11 +1,14 @@
 //! Reading a request body as one event or an array of them, stopping at the first
 //! element past the limit: a 2 MiB body of `[{},{},...]` would otherwise build some
-//! 700,000 objects before the length check could refuse it.
+//! 700,000 objects before the length check could refuse it. Keys given twice are
+//! refused (see [`dora_event::json`]), and the 400 names the key and the element.
 
+use std::cell::RefCell;
 use std::fmt;
 
+use dora_event::json::StrictSeed;
+use serde::de::DeserializeSeed;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
 use serde_json::Value;
 
 /// What a request body held.
@@ -24,17 +27,40 @@ pub enum BodyError {
     Json(String),
     /// An array with no element, or more than the limit.
     Count(String),
+    /// An event object that names `key` twice; `index` is its place in an array.
+    DuplicateKey {
+        /// The element, for an array.
+        index: Option<usize>,
+        /// The key given twice.
+        key: String,
+        /// serde_json's message, with the position.
+        message: String,
+    },
 }
 
 /// Parses `body`, holding at most `max` array elements.
 pub fn parse(body: &[u8], max: usize) -> Result<Body, BodyError> {
+    let duplicate = RefCell::new(None);
+    let index = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed = de.deserialize_any(BodyVisitor { max }).and_then(|b| {
+    let visitor = BodyVisitor {
+        max,
+        duplicate: &duplicate,
+        index: &index,
+    };
+    let parsed = de.deserialize_any(visitor).and_then(|b| {
         de.end()?;
         Ok(b)
     });
     parsed.map_err(|e| {
         let text = e.to_string();
+        if let Some(key) = duplicate.take() {
+            return BodyError::DuplicateKey {
+                index: index.take(),
+                key,
+                message: text,
+            };
+        }
         match text.strip_prefix(COUNT_TAG) {
             // serde_json appends " at line L column C"; the count message stands alone.
             Some(rest) => {
@@ -48,11 +74,15 @@ pub fn parse(body: &[u8], max: usize) -> Result<Body, BodyError> {
 /// Marks the element-count error inside serde's error type.
 const COUNT_TAG: &str = "dora-count: ";
 
-struct BodyVisitor {
+struct BodyVisitor<'a> {
     max: usize,
+    /// Where [`StrictSeed`] leaves a key an event gives twice.
+    duplicate: &'a RefCell<Option<String>>,
+    /// The element being read when that happened.
+    index: &'a RefCell<Option<usize>>,
 }
 
-impl<'de> Visitor<'de> for BodyVisitor {
+impl<'de> Visitor<'de> for BodyVisitor<'_> {
     type Value = Body;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -61,7 +91,11 @@ impl<'de> Visitor<'de> for BodyVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Body, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max));
-        while let Some(item) = seq.next_element::<Value>()? {
+        loop {
+            *self.index.borrow_mut() = Some(items.len());
+            let Some(item) = seq.next_element_seed(StrictSeed::new(self.duplicate))? else {
+                break;
+            };
             if items.len() == self.max {
                 return Err(de::Error::custom(format!(
                     "{COUNT_TAG}an array must hold 1 to {} events; got more",
@@ -80,7 +114,9 @@ impl<'de> Visitor<'de> for BodyVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Body, A::Error> {
-        Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Body::One)
+        StrictSeed::new(self.duplicate)
+            .deserialize(de::value::MapAccessDeserializer::new(map))
+            .map(Body::One)
     }
 
     // Any other JSON value is one (invalid) event: validation names the problem.
@@ -123,6 +159,20 @@ mod tests {
         );
         assert!(matches!(parse(b"{} x", 3), Err(BodyError::Json(_))));
         assert!(matches!(parse(b"[{}", 3), Err(BodyError::Json(_))));
+    }
+
+    #[test]
+    fn a_key_given_twice_is_named_with_its_element() {
+        let one = br#"{"kind":"deploy","succeeded":false,"succeeded":true}"#;
+        assert!(matches!(parse(one, 3),
+            Err(BodyError::DuplicateKey { index: None, key, .. }) if key == "succeeded"));
+        let many = br#"[{"a":1},{"kind":"deploy","kind":"rollback"}]"#;
+        assert!(matches!(parse(many, 3),
+            Err(BodyError::DuplicateKey { index: Some(1), key, .. }) if key == "kind"));
+        // A duplicate inside a field's value is not an event field: plain invalid JSON.
+        assert!(
+            matches!(parse(br#"[{"id":{"x":1,"x":2}}]"#, 3), Err(BodyError::Json(m)) if m.contains("`x`"))
+        );
     }
 
     #[test]

@@ -149,13 +149,17 @@ async fn accept(
         }
     })?;
     let key = idempotency::key(headers)?;
-    let (events, fresh_ids) = parse(&body, &source, key.as_deref())?;
+    let Parsed {
+        events,
+        msg_ids,
+        fresh_ids,
+    } = parse(&body, &source, key.as_deref())?;
     let started = Instant::now();
     // A publish that JetStream never acknowledges must not hold the request (and the
     // shutdown) for ever.
     let published = match tokio::time::timeout(
         state.publish_timeout,
-        state.publisher.publish(&events, &source),
+        state.publisher.publish(&events, &msg_ids, &source),
     )
     .await
     {
@@ -212,15 +216,41 @@ fn unacknowledged(reason: &str, fresh_ids: bool) -> String {
     format!("JetStream did not acknowledge every event; some may be stored and some not; {retry} ({reason})")
 }
 
+/// A request's events, ready to publish.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The validated events, in request order.
+    pub events: Vec<Event>,
+    /// Each event's `Nats-Msg-Id`: its id and a digest of what was sent.
+    pub msg_ids: Vec<String>,
+    /// Whether any event got a fresh UUIDv7 (no `id`, no `Idempotency-Key`).
+    pub fresh_ids: bool,
+}
+
 /// One event or an array of 1-1000, validated as a whole: one bad element rejects all.
 /// Elements without an `id` get one derived from the `Idempotency-Key` when there is
 /// one, else a fresh UUIDv7; the flag says whether any fresh id was assigned.
-fn parse(body: &[u8], token: &str, key: Option<&str>) -> Result<(Vec<Event>, bool)> {
+/// Public for the property tests and the fuzzer, which drive it with hostile bodies.
+pub fn parse(body: &[u8], token: &str, key: Option<&str>) -> Result<Parsed> {
     let (mut items, batch) = match body::parse(body, MAX_BATCH) {
         Ok(Body::One(one)) => (vec![one], false),
         Ok(Body::Many(items)) => (items, true),
         Err(BodyError::Json(e)) => return Err(Error::InvalidJson(format!("invalid JSON: {e}"))),
         Err(BodyError::Count(e)) => return Err(Error::BatchSize(e)),
+        Err(BodyError::DuplicateKey {
+            index,
+            key,
+            message,
+        }) => {
+            return Err(Error::InvalidEvent {
+                message: match index {
+                    Some(i) => format!("event {i}: invalid JSON: {message}"),
+                    None => format!("invalid JSON: {message}"),
+                },
+                index,
+                field: Some(key),
+            })
+        }
     };
     let fresh_ids = match key {
         Some(key) => {
@@ -232,7 +262,7 @@ fn parse(body: &[u8], token: &str, key: Option<&str>) -> Result<(Vec<Event>, boo
         None => items.iter().any(|item| item.get("id").is_none()),
     };
     let received_at = Utc::now();
-    let events = items
+    let events: Vec<Event> = items
         .iter()
         .enumerate()
         .map(|(i, item)| {
@@ -247,7 +277,19 @@ fn parse(body: &[u8], token: &str, key: Option<&str>) -> Result<(Vec<Event>, boo
             })
         })
         .collect::<Result<_>>()?;
-    Ok((events, fresh_ids))
+    let msg_ids = events
+        .iter()
+        .zip(&items)
+        .map(|(event, sent)| {
+            let sent_occurred_at = sent.get("occurred_at").is_some_and(|t| !t.is_null());
+            dora_event::dedup::msg_id(event, sent_occurred_at)
+        })
+        .collect();
+    Ok(Parsed {
+        events,
+        msg_ids,
+        fresh_ids,
+    })
 }
 
 /// Ready when NATS is connected and the stream exists.

@@ -44,7 +44,13 @@ pub async fn run(
             source: e.into(),
         })?;
     let js = jetstream::new(nats.clone());
-    dora_event::stream::ensure(&js, &config.stream.stream, &config.stream.subject_prefix).await?;
+    dora_event::stream::ensure(
+        &js,
+        &config.stream.stream,
+        &config.stream.subject_prefix,
+        config.stream.replicas,
+    )
+    .await?;
     // async-nats gives up on an ack after its own 5 s; the publisher's acks wait as long
     // as DORA_INGEST_PUBLISH_TIMEOUT allows instead, and that bound, which the 503 names,
     // is the one that fires.

@@ -6,7 +6,7 @@ use std::future::IntoFuture;
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use dora_event::signature::{Sources, SIGNATURE_HEADER};
-use dora_event::{subject, Event, MSG_ID_HEADER, SOURCE_HEADER};
+use dora_event::{subject, Event, MSG_ID_HEADER, RECEIVED_AT_HEADER, SOURCE_HEADER};
 
 use crate::error::{Error, Result};
 
@@ -30,15 +30,24 @@ impl Publisher {
     }
 
     /// Publishes every event and waits for every ack. Returns how many JetStream
-    /// reported as duplicates (an id seen within the stream's duplicate window).
+    /// reported as duplicates: the same event (same id, same canonical content) seen
+    /// within the stream's duplicate window.
     /// An error means some events may not be stored: the client must retry, which the
     /// event ids make safe.
-    pub async fn publish(&self, events: &[Event], source: &str) -> Result<usize> {
+    /// `msg_ids[i]` is event `i`'s `Nats-Msg-Id` ([`dora_event::dedup::msg_id`]).
+    pub async fn publish(
+        &self,
+        events: &[Event],
+        msg_ids: &[String],
+        source: &str,
+    ) -> Result<usize> {
         let mut acks = Vec::with_capacity(events.len());
-        for event in events {
+        for (event, msg_id) in events.iter().zip(msg_ids) {
             let mut headers = HeaderMap::new();
-            headers.insert(MSG_ID_HEADER, event.id.as_str());
+            headers.insert(MSG_ID_HEADER, msg_id.as_str());
             headers.insert(SOURCE_HEADER, source);
+            // At or after validation: the projector's limit is then never stricter.
+            headers.insert(RECEIVED_AT_HEADER, dora_event::received_at_now().as_str());
             headers.insert(
                 SIGNATURE_HEADER,
                 self.sources.sign(&event.id, source).as_str(),

@@ -10,7 +10,8 @@ use async_nats::jetstream;
 use chrono::{DateTime, Utc};
 use dora_event::signature::{Sources, Verdict, SIGNATURE_HEADER};
 use dora_event::{
-    subject, validate, Event, Origin, ValidationError, MSG_ID_HEADER, NATS_SOURCE, SOURCE_HEADER,
+    subject, validate, Event, Origin, ValidationError, MSG_ID_HEADER, NATS_SOURCE,
+    RECEIVED_AT_HEADER, SOURCE_HEADER,
 };
 
 /// A message as the projector sees it.
@@ -30,6 +31,8 @@ pub struct Incoming {
     pub signature: Option<String>,
     /// When JetStream stored it.
     pub received_at: DateTime<Utc>,
+    /// `Dora-Received-At` header, if any (set by the gateway).
+    pub gateway_received_at: Option<String>,
 }
 
 impl Incoming {
@@ -50,6 +53,7 @@ impl Incoming {
             source: header(SOURCE_HEADER),
             signature: header(SIGNATURE_HEADER),
             received_at: info.published,
+            gateway_received_at: header(RECEIVED_AT_HEADER),
         })
     }
 }
@@ -139,18 +143,27 @@ fn source(
 }
 
 fn check(prefix: &str, incoming: &Incoming) -> Result<Event, ValidationError> {
-    let value: serde_json::Value = serde_json::from_slice(&incoming.payload)
-        .map_err(|e| ValidationError::whole(format!("invalid JSON: {e}")))?;
-    let event = validate(&value, Origin::Stream, incoming.received_at)?;
+    // Strict: a key given twice is refused here as at the gateway.
+    let value = dora_event::json::from_slice(&incoming.payload)?;
+    // The gateway's clock where it judged the message, within limits, so what it
+    // accepted is not refused here for the NATS server's clock being behind.
+    let judged_at = dora_event::gateway_clock(
+        incoming.received_at,
+        incoming.gateway_received_at.as_deref(),
+    );
+    let event = validate(&value, Origin::Stream, judged_at)?;
     subject::check(prefix, &incoming.subject, &event)?;
     match &incoming.msg_id {
-        Some(msg_id) if *msg_id != event.id => Err(ValidationError::field(
-            "id",
-            format!(
-                "header {MSG_ID_HEADER} `{msg_id}` disagrees with the event id `{}`",
-                event.id
-            ),
-        )),
+        // `<id>` or `<id>:<digest>` (the gateway's form, dora_event::dedup).
+        Some(msg_id) if !dora_event::dedup::names(msg_id, &event.id) => {
+            Err(ValidationError::field(
+                "id",
+                format!(
+                    "header {MSG_ID_HEADER} `{msg_id}` disagrees with the event id `{}`",
+                    event.id
+                ),
+            ))
+        }
         _ => Ok(event),
     }
 }
@@ -168,6 +181,7 @@ mod tests {
             source: None,
             signature: None,
             received_at: "2026-03-16T12:00:00Z".parse().unwrap(),
+            gateway_received_at: None,
         }
     }
 
@@ -195,6 +209,57 @@ mod tests {
             }
             Decoded::Rejected(r) => panic!("{r:?}"),
         }
+    }
+
+    #[test]
+    fn the_future_limit_follows_the_gateway_clock_within_five_minutes() {
+        let at = |occurred: &str, header: Option<&str>| {
+            let body = format!(
+                r#"{{"id":"d1","kind":"deploy","service":"api","git_sha":"abcd","occurred_at":"{occurred}"}}"#
+            );
+            let mut m = incoming("dora.events.prod.api.deploy", &body);
+            m.gateway_received_at = header.map(str::to_owned);
+            match decode("dora.events", &keys(), m) {
+                Decoded::Event(_) => Ok(()),
+                Decoded::Rejected(r) => Err(r.error.field),
+            }
+        };
+        let future = Err(Some("occurred_at".to_owned()));
+        // JetStream's clock (12:00) is 1 minute behind the gateway's (12:01), which
+        // accepted an event at 12:05:30.
+        assert_eq!(at("2026-03-16T12:05:30Z", None), future);
+        assert_eq!(
+            at("2026-03-16T12:05:30Z", Some("2026-03-16T12:01:00.000000Z")),
+            Ok(())
+        );
+        // A header behind JetStream does not narrow the limit; an unreadable one is ignored.
+        assert_eq!(
+            at("2026-03-16T12:04:00Z", Some("2026-03-16T11:00:00Z")),
+            Ok(())
+        );
+        assert_eq!(at("2026-03-16T12:04:00Z", Some("soon")), Ok(()));
+        // A forged header far ahead counts for 5 minutes at most: 10 in all.
+        assert_eq!(
+            at("2026-03-16T12:10:00Z", Some("2026-03-17T00:00:00Z")),
+            Ok(())
+        );
+        assert_eq!(
+            at("2026-03-16T12:10:01Z", Some("2026-03-17T00:00:00Z")),
+            future
+        );
+    }
+
+    #[test]
+    fn a_key_given_twice_is_rejected_as_at_the_gateway() {
+        let body = r#"{"id":"d1","kind":"deploy","service":"api","git_sha":"abcd","succeeded":false,"succeeded":true}"#;
+        let Decoded::Rejected(r) = decode(
+            "dora.events",
+            &keys(),
+            incoming("dora.events.prod.api.deploy", body),
+        ) else {
+            panic!("accepted a body with `succeeded` twice");
+        };
+        assert_eq!(r.error.field.as_deref(), Some("succeeded"));
     }
 
     #[test]

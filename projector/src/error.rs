@@ -18,6 +18,16 @@ pub enum Error {
         /// Why it failed.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The database DATABASE_URL names does not exist and could not be created.
+    #[error("the database `{name}` of DATABASE_URL ({url}) does not exist, and the projector could not create it: {reason}. Create it (psql: CREATE DATABASE \"{name}\"; or: createdb '{name}'), or give the projector's user the CREATEDB privilege")]
+    NoDatabase {
+        /// The database's name.
+        name: String,
+        /// The URL, without its password.
+        url: String,
+        /// Why the creation failed.
+        reason: String,
+    },
     /// A migration failed.
     #[error("migrating the store: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

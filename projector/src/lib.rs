@@ -32,16 +32,31 @@ use tokio::sync::watch;
 pub use config::{Command, Config};
 pub use error::{Error, Result};
 
-/// Connects to PostgreSQL and migrates the live store.
+/// Connects to PostgreSQL and migrates the live store. A database that does not exist
+/// on a server that answers is created; if that fails, the error names the database
+/// and how to create it.
 pub async fn connect_store(config: &Config) -> Result<sqlx::PgPool> {
-    let pool = store::connect(&config.database.url, STORE_SCHEMA, 4)
-        .await
-        .map_err(|e| Error::Connect {
-            what: "PostgreSQL",
-            url: dora_event::settings::redact_url(&config.database.url),
-            setting: "DATABASE_URL",
-            source: Box::new(e),
-        })?;
+    let url = &config.database.url;
+    let pool = match store::connect(url, STORE_SCHEMA, 4).await {
+        Err(e) if store::is_missing_database(&e) => {
+            let name = store::create_database(url)
+                .await
+                .map_err(|e| Error::NoDatabase {
+                    name: store::database_name(url),
+                    url: dora_event::settings::redact_url(url),
+                    reason: e.to_string(),
+                })?;
+            tracing::info!(database = %name, "created the store's database");
+            store::connect(url, STORE_SCHEMA, 4).await
+        }
+        connected => connected,
+    };
+    let pool = pool.map_err(|e| Error::Connect {
+        what: "PostgreSQL",
+        url: dora_event::settings::redact_url(&config.database.url),
+        setting: "DATABASE_URL",
+        source: Box::new(e),
+    })?;
     store::migrate(&pool, STORE_SCHEMA).await?;
     Ok(pool)
 }
@@ -64,9 +79,13 @@ pub async fn connect_nats(
             source: Box::new(e),
         })?;
     let js = jetstream::new(client.clone());
-    let stream =
-        dora_event::stream::ensure(&js, &config.stream.stream, &config.stream.subject_prefix)
-            .await?;
+    let stream = dora_event::stream::ensure(
+        &js,
+        &config.stream.stream,
+        &config.stream.subject_prefix,
+        config.stream.replicas,
+    )
+    .await?;
     Ok((client, stream))
 }
 

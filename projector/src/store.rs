@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Connection;
 
 use crate::decode::{Decoded, Rejected, Stored};
 use crate::error::Result;
@@ -47,6 +48,48 @@ pub async fn connect(database_url: &str, schema: &str, max_connections: u32) -> 
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await?)
+}
+
+/// True when `error` says the database `DATABASE_URL` names does not exist (SQLSTATE
+/// 3D000) while its server answered.
+pub fn is_missing_database(error: &crate::Error) -> bool {
+    matches!(error, crate::Error::Database(sqlx::Error::Database(e))
+        if e.code().as_deref() == Some("3D000"))
+}
+
+/// The database `database_url` names (libpq's default: the user's name).
+pub fn database_name(database_url: &str) -> String {
+    PgConnectOptions::from_str(database_url)
+        .map(|o| o.get_database().unwrap_or(o.get_username()).to_owned())
+        .unwrap_or_default()
+}
+
+/// Creates the database `database_url` names, connecting to the server's `postgres`
+/// database to do it. The projector owns the store, so a server that is reachable but
+/// lacks the database is set up rather than refused. Returns the database's name.
+/// Another projector creating it at the same moment is not an error.
+pub async fn create_database(database_url: &str) -> Result<String> {
+    let options = PgConnectOptions::from_str(database_url)?;
+    let name = database_name(database_url);
+    let mut admin = sqlx::PgConnection::connect_with(
+        &options
+            .database("postgres")
+            .application_name("dora-projector"),
+    )
+    .await?;
+    // An identifier cannot be a bind parameter; quoted, with its quotes doubled.
+    let created = sqlx::query(&format!(
+        "CREATE DATABASE \"{}\"",
+        name.replace('"', "\"\"")
+    ))
+    .execute(&mut admin)
+    .await;
+    match created {
+        Ok(_) => Ok(name),
+        // duplicate_database: someone else was first.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(name),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Creates `schema` if it is missing and applies the migrations to it. Safe when several

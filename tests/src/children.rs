@@ -326,6 +326,101 @@ impl Nats {
     }
 }
 
+/// Three nats-servers routed into one JetStream cluster on loopback, each with its own
+/// name and store: a stream with 3 replicas there survives the loss of any one.
+#[derive(Debug)]
+pub struct NatsCluster {
+    nodes: Vec<(Proc, u16)>,
+    // Last: the processes are gone before their store directories are removed.
+    _dir: TempDir,
+}
+
+impl NatsCluster {
+    /// Starts the three and waits until JetStream has elected its leader and answers.
+    pub async fn start() -> NatsCluster {
+        let dir = TempDir::new("dora-faults-cluster");
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let routes = ports
+            .iter()
+            .map(|(_, route)| format!("nats://127.0.0.1:{route}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::new();
+        for (i, (port, route)) in ports.iter().enumerate() {
+            let name = format!("n{i}");
+            let mut proc = Proc::new(
+                &format!("nats-server {name}"),
+                NATS_SERVER,
+                dir.path().join(format!("{name}.log")),
+            )
+            .args([
+                "-a".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string().into(),
+                "-js".into(),
+                "-sd".into(),
+                OsString::from(dir.path().join(&name)),
+                "--server_name".into(),
+                name.clone().into(),
+                "--cluster_name".into(),
+                "dora".into(),
+                "--cluster".into(),
+                format!("nats://127.0.0.1:{route}").into(),
+                "--routes".into(),
+                routes.clone().into(),
+            ]);
+            proc.start();
+            nodes.push((proc, *port));
+        }
+        for (_, port) in &nodes {
+            wait_for_port("nats-server", *port).await;
+        }
+        let cluster = NatsCluster { nodes, _dir: dir };
+        let urls = cluster.urls();
+        // The servers accept connections before the routes form and a JetStream leader
+        // is elected; until then every JetStream request fails.
+        wait_until(
+            "the JetStream cluster has a leader",
+            Duration::from_secs(60),
+            || async {
+                let Ok(client) = dora_event::stream::connect(&urls).await else {
+                    return false;
+                };
+                // A leader answers "stream not found" for a stream nobody made; without
+                // one the request times out or JetStream says it is unavailable.
+                match async_nats::jetstream::new(client)
+                    .get_stream("DORA_CLUSTER_PROBE")
+                    .await
+                {
+                    Err(e) => matches!(
+                        e.kind(),
+                        async_nats::jetstream::context::GetStreamErrorKind::JetStream(j)
+                            if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND
+                    ),
+                    Ok(_) => true,
+                }
+            },
+        )
+        .await;
+        cluster
+    }
+
+    /// Every node's URL, comma-separated, as `NATS_URL` takes them.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|(_, port)| format!("nats://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// SIGKILLs node `i`, as a lost machine would.
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].0.kill();
+    }
+}
+
 /// A private PostgreSQL cluster in a temporary directory: trust authentication on
 /// 127.0.0.1, superuser `postgres`, fsync off (the machine does not crash mid-test).
 #[derive(Debug)]

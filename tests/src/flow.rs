@@ -351,7 +351,8 @@ impl Audit {
 /// called, so it keeps working if its default name changes.
 pub async fn wait_caught_up(nats_url: &str, stream: &str, limit: Duration) {
     use futures::TryStreamExt;
-    let client = async_nats::connect(nats_url)
+    // One URL, or a cluster's several, comma-separated.
+    let client = dora_event::stream::connect(nats_url)
         .await
         .expect("connect to the private nats-server");
     let js = async_nats::jetstream::new(client);

@@ -135,7 +135,7 @@ impl TestEnv {
         SWEPT.get_or_init(|| sweep_old_streams(&js)).await;
         let stream = format!("DORA_TEST_{tag}");
         let prefix = format!("dora_test_{tag}.events");
-        dora_event::stream::ensure(&js, &stream, &prefix)
+        dora_event::stream::ensure(&js, &stream, &prefix, 1)
             .await
             .expect("create test stream");
         TestEnv {
@@ -156,6 +156,7 @@ impl TestEnv {
             nats_url: nats_url(),
             stream: self.stream.clone(),
             subject_prefix: self.prefix.clone(),
+            replicas: 1,
         }
     }
 

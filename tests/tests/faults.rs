@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dora_system_tests::children::{pg_bin, wait_until, Binary, Dora, Nats, Postgres};
+use dora_system_tests::children::{pg_bin, wait_until, Binary, Dora, Nats, NatsCluster, Postgres};
 use dora_system_tests::flow::{self, Audit, Ledger, Plan};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
@@ -44,24 +44,54 @@ const STREAM: &str = "DORA_EVENTS";
 /// A 40-character source key, for the binaries that require one (`DORA_SOURCE_KEY`).
 const SOURCE_KEY: &str = "faults-source-key-0123456789abcdef012345";
 
-/// A private nats-server and PostgreSQL, and the two dora binaries on them.
+/// The private NATS of a scenario: one server, or a three-node cluster.
+enum Servers {
+    One(Nats),
+    Three(NatsCluster),
+}
+
+impl Servers {
+    /// `NATS_URL` for the dora processes: every node, comma-separated.
+    fn urls(&self) -> String {
+        match self {
+            Servers::One(nats) => nats.url(),
+            Servers::Three(cluster) => cluster.urls(),
+        }
+    }
+
+    /// The single server of a one-server scenario.
+    fn one(&mut self) -> &mut Nats {
+        match self {
+            Servers::One(nats) => nats,
+            Servers::Three(_) => panic!("this scenario runs on one nats-server"),
+        }
+    }
+}
+
+/// A private nats-server (or cluster) and PostgreSQL, and the two dora binaries on them.
 struct World {
     // Fields drop in order: the dora processes go before the servers they use.
     ingest: Dora,
     projector: Dora,
     pool: PgPool,
     postgres: Postgres,
-    nats: Nats,
+    nats: Servers,
 }
 
 impl World {
+    /// On one private nats-server.
     async fn start() -> World {
-        let nats = Nats::start().await;
+        World::start_on(Servers::One(Nats::start().await), 1).await
+    }
+
+    /// On `nats`, with the stream kept in `replicas` copies.
+    async fn start_on(nats: Servers, replicas: usize) -> World {
         let postgres = Postgres::start().await;
         let projector = Dora::start(
             Binary::Projector,
             &[
-                ("NATS_URL", nats.url()),
+                ("NATS_URL", nats.urls()),
+                ("DORA_STREAM_REPLICAS", replicas.to_string()),
                 ("DATABASE_URL", postgres.url("dora")),
                 ("DORA_SOURCE_KEY", SOURCE_KEY.to_owned()),
                 // A killed projector's unacked batch comes again after this; the default
@@ -74,7 +104,8 @@ impl World {
         let ingest = Dora::start(
             Binary::Ingest,
             &[
-                ("NATS_URL", nats.url()),
+                ("NATS_URL", nats.urls()),
+                ("DORA_STREAM_REPLICAS", replicas.to_string()),
                 ("DORA_INGEST_TOKENS", flow::TOKENS.to_owned()),
                 ("DORA_SOURCE_KEY", SOURCE_KEY.to_owned()),
             ],
@@ -171,7 +202,7 @@ impl World {
         while let Some(done) = flow.join_next().await {
             done.unwrap();
         }
-        flow::wait_caught_up(&self.nats.url(), STREAM, Duration::from_secs(120)).await;
+        flow::wait_caught_up(&self.nats.urls(), STREAM, Duration::from_secs(120)).await;
         let audit = Audit::take(&ledger, &self.pool).await;
         println!("{scenario}: {audit}");
         assert!(
@@ -239,9 +270,9 @@ async fn a_nats_restart_mid_ingest_loses_and_repeats_nothing() {
     let (ledger, flow) = world.flow("restart-nats");
 
     world.strike_when(&ledger, &flow, Mid::Request).await;
-    world.nats.stop().await;
+    world.nats.one().stop().await;
     world.nats_down_until_clients_feel_it(&ledger).await;
-    world.nats.start_again().await;
+    world.nats.one().start_again().await;
 
     world.finish("nats-server restart", ledger, flow).await;
 }
@@ -253,9 +284,9 @@ async fn a_nats_crash_mid_ingest_loses_and_repeats_nothing() {
     let (ledger, flow) = world.flow("crash-nats");
 
     world.strike_when(&ledger, &flow, Mid::Request).await;
-    world.nats.kill();
+    world.nats.one().kill();
     world.nats_down_until_clients_feel_it(&ledger).await;
-    world.nats.start_again().await;
+    world.nats.one().start_again().await;
 
     world.finish("nats-server SIGKILL", ledger, flow).await;
 }
@@ -316,6 +347,50 @@ async fn a_gateway_killed_mid_batch_loses_and_repeats_nothing() {
         audit.cut > 0,
         "gateway SIGKILL: {kills} kills cut no request ({audit})"
     );
+}
+
+/// Past one machine: the stream in 3 replicas on a three-node cluster, the gateway and
+/// the projector given every node's URL; the stream's leader is killed mid-ingest and
+/// stays down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_node_lost_mid_ingest_loses_and_repeats_nothing() {
+    let _turn = TURN.lock().await;
+    let mut world = World::start_on(Servers::Three(NatsCluster::start().await), 3).await;
+    let client = dora_event::stream::connect(&world.nats.urls())
+        .await
+        .unwrap();
+    let mut stream = async_nats::jetstream::new(client)
+        .get_stream(STREAM)
+        .await
+        .unwrap();
+    let replicas = stream.info().await.unwrap().config.num_replicas;
+    assert_eq!(
+        replicas, 3,
+        "the stream is created with DORA_STREAM_REPLICAS"
+    );
+    let (ledger, flow) = world.flow("cluster-node");
+
+    world.strike_when(&ledger, &flow, Mid::Request).await;
+    // The node that leads the stream: every publish and every consumer ack goes through
+    // it, and the other two must elect a new leader holding every acked message.
+    let leader = stream
+        .info()
+        .await
+        .unwrap()
+        .cluster
+        .clone()
+        .and_then(|c| c.leader)
+        .expect("a replicated stream has a leader");
+    let node: usize = leader
+        .trim_start_matches('n')
+        .parse()
+        .expect("nodes are named n0, n1, n2");
+    println!("killing the stream's leader, {leader}");
+    let Servers::Three(cluster) = &mut world.nats else {
+        unreachable!()
+    };
+    cluster.kill(node);
+    world.finish("cluster leader SIGKILL", ledger, flow).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

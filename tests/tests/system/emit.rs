@@ -139,7 +139,18 @@ async fn the_same_ci_attempt_is_one_event_and_a_new_attempt_another() {
     let ingest = env.spawn_ingest(env.ingest_config()).await;
     let projector = env.spawn_projector(env.projector_config()).await;
     let checkout = Checkout::new(committed_at());
-    let args = ["deploy", "--service", "shop", "--outcome", "failure"];
+    // A fixed `--at`: a retried step then sends the same event, which JetStream drops
+    // (without it each call sends its own time, and the store alone keeps one row).
+    let at = (checkout.committed_at + TimeDelta::hours(1)).to_rfc3339();
+    let args = [
+        "deploy",
+        "--service",
+        "shop",
+        "--outcome",
+        "failure",
+        "--at",
+        &at,
+    ];
 
     // GitHub Actions: a retried step repeats the call with the same run variables.
     let first = emit::run(github(
@@ -385,6 +396,8 @@ async fn over_nats_the_same_event_lands_and_http_then_finds_it_there() {
     let ingest = env.spawn_ingest(env.ingest_config()).await;
     let projector = env.spawn_projector(env.projector_config()).await;
     let checkout = Checkout::new(committed_at());
+    // A fixed `--at`, so the HTTP call sends the very event published over NATS.
+    let at = (checkout.committed_at + TimeDelta::hours(1)).to_rfc3339();
     let args = [
         "deploy",
         "--service",
@@ -393,6 +406,8 @@ async fn over_nats_the_same_event_lands_and_http_then_finds_it_there() {
         "staging",
         "--outcome",
         "failure",
+        "--at",
+        &at,
     ];
 
     let mut nats = emit_cmd(&env, &ingest.url, &checkout.dir, &args);

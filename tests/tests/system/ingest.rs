@@ -82,12 +82,19 @@ async fn the_same_id_twice_is_one_row_and_the_repeat_is_reported() {
     assert_eq!(b2["duplicates"], 1, "{b2}");
     assert_eq!(b2["ids"], json!(["same"]));
 
-    // Over NATS with the header: JetStream drops it.
+    // Over NATS with the key the gateway used (`<id>:<digest of the canonical event>`,
+    // dora_event::dedup): JetStream drops it.
+    let event = dora_event::validate(
+        &deploy("same"),
+        dora_event::Origin::Stream,
+        chrono::Utc::now(),
+    )
+    .unwrap();
     let ack = env
         .publish_raw(
             &env.subject("prod", "checkout", "deploy"),
             &serde_json::to_vec(&deploy("same")).unwrap(),
-            Some("same"),
+            Some(&dora_event::dedup::msg_id(&event, true)),
         )
         .await;
     assert!(ack.duplicate);
@@ -830,7 +837,7 @@ async fn a_batch_jetstream_takes_only_in_part_is_a_503_and_a_retry_completes_it(
     // gateway refuses to start on such a stream, so the limit comes after): JetStream
     // acks the first three publishes of a batch and refuses the rest.
     let ingest = env.spawn_ingest(env.ingest_config()).await;
-    let mut config = dora_event::stream::config(&env.stream, &env.prefix);
+    let mut config = dora_event::stream::config(&env.stream, &env.prefix, 1);
     config.max_messages = 3;
     config.discard = async_nats::jetstream::stream::DiscardPolicy::New;
     env.js.update_stream(config.clone()).await.unwrap();

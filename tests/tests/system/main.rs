@@ -7,9 +7,11 @@
 mod alerts;
 mod api;
 mod dashboard;
+mod dedup;
 mod demo;
 mod emit;
 mod emit_ci_files;
+mod hostile;
 mod ingest;
 mod limits;
 mod metrics;

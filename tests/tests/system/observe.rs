@@ -324,27 +324,20 @@ async fn projector_is_ready_only_with_its_database() {
     assert_eq!(get_json(&unreachable.url, "/healthz").await.0, 200);
     unreachable.stop().await.unwrap();
 
-    // A database that does not exist yet: not ready until it does, then ready
-    // without a restart.
+    // A database that does not exist on a server that answers: the projector owns the
+    // store, so it creates the database and becomes ready without anyone's help.
     let missing = format!("{}_later", env.db_name);
     let mut config = env.projector_config();
     config.database.url = env.database_url.replace(&env.db_name, &missing);
-    let waiting = env.spawn_projector(config).await;
-    let (status, body) = get_json(&waiting.url, "/readyz").await;
-    assert_eq!(status, 503, "{body}");
-    let scraped = scrape(&waiting.url).await;
-    assert_eq!(scraped.count("dora_projector_events_applied", &[]), 0.0);
-
-    sqlx::query(&format!("CREATE DATABASE {missing}"))
-        .execute(&env.pool)
-        .await
-        .unwrap();
+    let created = env.spawn_projector(config).await;
     eventually(
-        "the projector becomes ready once its database exists",
-        || async { get_json(&waiting.url, "/readyz").await.0 == 200 },
+        "the projector creates its database and becomes ready",
+        || async { get_json(&created.url, "/readyz").await.0 == 200 },
     )
     .await;
-    waiting.stop().await.unwrap();
+    let scraped = scrape(&created.url).await;
+    assert_eq!(scraped.count("dora_projector_events_applied", &[]), 0.0);
+    created.stop().await.unwrap();
     sqlx::query(&format!("DROP DATABASE {missing} WITH (FORCE)"))
         .execute(&env.pool)
         .await

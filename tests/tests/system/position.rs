@@ -137,7 +137,7 @@ async fn a_store_of_another_stream_is_refused_by_name() {
     // DORA_STREAM now names another stream, DATABASE_URL the same store.
     let other = format!("{}_OTHER", env.stream);
     let other_prefix = env.prefix.replace(".events", "_other.events");
-    dora_event::stream::ensure(&env.js, &other, &other_prefix)
+    dora_event::stream::ensure(&env.js, &other, &other_prefix, 1)
         .await
         .unwrap();
     let mut config = env.projector_config();

@@ -607,7 +607,7 @@ async fn remake_stream(
 #[tokio::test]
 async fn a_stream_that_can_drop_events_is_refused() {
     let env = TestEnv::new().await;
-    let mut config = dora_event::stream::config(&env.stream, &env.prefix);
+    let mut config = dora_event::stream::config(&env.stream, &env.prefix, 1);
     config.max_age = std::time::Duration::from_secs(86_400);
     remake_stream(&env, config).await;
     env.publish_deploys(0..3).await;
@@ -626,7 +626,7 @@ async fn a_stream_that_can_drop_events_is_refused() {
 #[tokio::test]
 async fn a_stream_that_lost_its_first_messages_is_refused() {
     let env = TestEnv::new().await;
-    let mut config = dora_event::stream::config(&env.stream, &env.prefix);
+    let mut config = dora_event::stream::config(&env.stream, &env.prefix, 1);
     config.deny_purge = false;
     let stream = remake_stream(&env, config.clone()).await;
     env.publish_deploys(0..5).await;
