@@ -33,6 +33,8 @@ export DORA_INGEST_ADDR=127.0.0.1:$(free_port) DORA_API_ADDR=127.0.0.1:$(free_po
 export DORA_PROJECTOR_ADDR=127.0.0.1:$(free_port)
 secret=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export DORA_INGEST_TOKENS="schemathesis=$secret"
+# The gateway signs each event's source with it, the projector checks it.
+export DORA_SOURCE_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 pids=()
 stop() { kill -TERM "${pids[@]}" 2>/dev/null || true; wait || true; }
