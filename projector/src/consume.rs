@@ -473,7 +473,17 @@ impl Projector {
                 return Err(Error::ConsumerGone);
             };
             let started = Instant::now();
-            let outcome = self.apply(&batch, &mut shutdown).await?;
+            let outcome = match self.apply(&batch, &mut shutdown).await {
+                Ok(outcome) => outcome,
+                // Asked to stop while the database refused the batch: it stays unacked
+                // and comes again to the next projector. A requested stop is not a
+                // failure, so a supervisor must not see one.
+                Err(e) if *shutdown.borrow() => {
+                    tracing::warn!(error = %e, "stopping with a batch not written; it stays unacked for the next start");
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
             if let Err(e) = self.ack(&batch, &outcome).await {
                 // The batch is committed: a redelivery is recognised as duplicates.
                 tracing::warn!(error = %e, "acks not sent; the batch will come again and change nothing");

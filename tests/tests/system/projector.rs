@@ -712,12 +712,12 @@ async fn shutdown_while_the_database_is_down_leaves_the_batch_for_the_next_start
     })
     .await;
 
-    // SIGTERM now: it stops (within the harness's 30 s) without acking.
-    let stopped = projector.stop().await;
-    println!("stop during the outage returned {stopped:?}");
-    if let Err(e) = &stopped {
-        assert!(!format!("{e:#}").contains("did not stop"), "{e:#}");
-    }
+    // SIGTERM now: it stops (within the harness's 30 s) without acking, and a stop
+    // that was asked for is not a failure (a supervisor would count it as a crash).
+    projector
+        .stop()
+        .await
+        .expect("a requested stop during an outage ends cleanly");
     let info = env.consumer_info().await;
     assert_eq!(
         info.ack_floor.stream_sequence, 3,
