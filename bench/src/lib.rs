@@ -1,7 +1,176 @@
 //! Benchmark programs for dora; each binary prints its figures. Run with `--release`.
 //!
-//! - `metrics`: `/dora` latency on a reproducible log of 1M events.
-//! - `pipeline`: end-to-end events per second against the raw JetStream and
-//!   PostgreSQL rates measured in the same run.
+//! - `metrics`: `/dora` latency on a reproducible log, loaded two ways (sorted through
+//!   the projector's batch code then vacuumed, and shuffled through the real pipeline
+//!   with no vacuum), from 1 and 8 concurrent HTTP clients.
+//! - `pipeline`: end-to-end events per second on the demo generator's mix, against the
+//!   raw JetStream and PostgreSQL rates measured in the same run, repeated `--runs`
+//!   times with min/median/max.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use dora_system_tests::{TestEnv, CI_TOKEN};
+use serde_json::Value;
 
 pub use dora_system_tests::Rng;
+
+/// The instant the generated histories end.
+pub const END: &str = "2026-11-01T00:00:00Z";
+
+/// `n` events of the demo generator's history for `services` services (its profiles:
+/// deploys with commit times, failed attempts retried, rollbacks naming deployed shas,
+/// incidents opened with the sha they blame and closed later), oldest first, as
+/// `POST /events` takes them. Ids carry the seed, so two seeds never collide. The
+/// history is made long enough to hold `n` events and its oldest `n` are kept, so
+/// every rollback and incident names a deploy that is in the set.
+pub fn demo_events(n: usize, seed: u64, services: usize) -> Vec<Value> {
+    let end: DateTime<Utc> = END.parse().unwrap_or_default();
+    let profiles = dora_demo::profile::demo_services(services);
+    let mut days = 30;
+    loop {
+        let history = dora_demo::generate(seed, days, end, &profiles);
+        if history.events.len() >= n || days >= 20 * 365 {
+            return history
+                .events
+                .iter()
+                .take(n)
+                .map(|e| serde_json::to_value(e).unwrap_or_default())
+                .collect();
+        }
+        days *= 2;
+    }
+}
+
+/// Fisher-Yates with a seeded source: the arrival order of a backfill or of many
+/// pipelines reporting at once, the same for the same seed.
+pub fn shuffle<T>(items: &mut [T], seed: u64) {
+    let mut rng = dora_demo::rng::Rng::new(seed, 0xB_E7C4);
+    for i in (1..items.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// Smallest, median and largest of the runs of one figure.
+#[derive(Debug, Clone, Copy)]
+pub struct Spread {
+    /// Smallest.
+    pub min: f64,
+    /// Median (the lower one of an even count).
+    pub median: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values` (at least one).
+    pub fn of(values: &[f64]) -> Spread {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        Spread {
+            min: v.first().copied().unwrap_or(f64::NAN),
+            median: v.get((v.len().max(1) - 1) / 2).copied().unwrap_or(f64::NAN),
+            max: v.last().copied().unwrap_or(f64::NAN),
+        }
+    }
+}
+
+/// Latency percentiles in milliseconds: p50, p95, p99, max.
+pub fn percentiles(times: &mut [Duration]) -> [f64; 4] {
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let at = |p: f64| ms(times[((times.len() as f64 * p) as usize).min(times.len() - 1)]);
+    [at(0.50), at(0.95), at(0.99), ms(times[times.len() - 1])]
+}
+
+/// Posts `events` to the gateway at `url` from `clients` concurrent HTTP clients, in
+/// arrays of `batch`; returns when every request has had its `202`.
+pub async fn post_events(
+    url: &str,
+    events: Arc<Vec<Value>>,
+    clients: usize,
+    batch: usize,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (client, events, url) = (client.clone(), events.clone(), url.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mine: Vec<&Value> = events.iter().skip(c).step_by(clients).collect();
+            for request in mine.chunks(batch) {
+                let response = client
+                    .post(format!("{url}/events"))
+                    .bearer_auth(CI_TOKEN)
+                    .json(&request)
+                    .send()
+                    .await?;
+                let status = response.status();
+                anyhow::ensure!(
+                    status == 202,
+                    "POST /events: {status}: {}",
+                    response.text().await.unwrap_or_default()
+                );
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+/// Waits until the projector has written and acked every message of the stream. Polls
+/// the consumer (cheap) rather than counting rows (which would compete for the CPU).
+pub async fn drained(env: &TestEnv) {
+    loop {
+        if let Ok(stream) = env.js.get_stream(&env.stream).await {
+            let last = stream.cached_info().state.last_sequence;
+            if let Ok(info) = stream.consumer_info("dora-projector").await {
+                if info.num_pending == 0
+                    && info.num_ack_pending == 0
+                    && info.ack_floor.stream_sequence >= last
+                {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The projector's config as production runs it: the harness's (this run's stream,
+/// the test source key) with the default ack wait instead of the tests' short one.
+pub fn production_projector_config(env: &TestEnv) -> dora_projector::Config {
+    dora_projector::Config {
+        ack_wait: Duration::from_secs(30),
+        ..env.projector_config()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_mix_is_complete_and_reproducible() {
+        let a = demo_events(5000, 3, 20);
+        assert_eq!(a.len(), 5000);
+        assert_eq!(a, demo_events(5000, 3, 20));
+        let kinds = |k: &str| a.iter().filter(|e| e["kind"] == k).count();
+        assert!(kinds("deploy") > 0 && kinds("rollback") > 0);
+        assert!(kinds("incident_opened") > 0 && kinds("incident_closed") > 0);
+        let mut shuffled = a.clone();
+        shuffle(&mut shuffled, 1);
+        assert_ne!(shuffled, a);
+        assert_eq!(shuffled.len(), a.len());
+    }
+
+    #[test]
+    fn spread_orders_its_runs() {
+        let s = Spread::of(&[3.0, 1.0, 2.0]);
+        assert_eq!((s.min, s.median, s.max), (1.0, 2.0, 3.0));
+    }
+}
