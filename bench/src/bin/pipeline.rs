@@ -87,33 +87,22 @@ async fn main() -> anyhow::Result<()> {
         runs.push(run);
     }
 
-    println!(
-        "\n{:<44} {:>10} {:>10} {:>10}",
-        "events/s", "min", "median", "max"
-    );
-    let row = |label: &str, f: &dyn Fn(&Run) -> f64| {
+    // One line per figure: its min, median and max over the runs, to `decimals` places.
+    let row = |label: &str, decimals: usize, f: &dyn Fn(&Run) -> f64| {
         let s = Spread::of(&runs.iter().map(f).collect::<Vec<_>>());
-        println!(
-            "{label:<44} {:>10.0} {:>10.0} {:>10.0}",
-            s.min, s.median, s.max
-        );
+        let (min, median, max) = (s.min, s.median, s.max);
+        println!("{label:<44} {min:>10.decimals$} {median:>10.decimals$} {max:>10.decimals$}");
     };
-    row("raw JetStream acked publishes", &|r| r.raw_js);
-    row("raw PostgreSQL batched inserts", &|r| r.raw_pg);
-    row("dora-projector draining a backlog", &|r| r.drain);
-    row("dora-ingest 202s (HTTP accepted)", &|r| r.accepted);
-    row("dora end to end (HTTP to the log)", &|r| r.end_to_end);
-    println!(
-        "\n{:<44} {:>10} {:>10} {:>10}",
-        "ratio, within each run", "min", "median", "max"
-    );
-    let ratio = |label: &str, f: &dyn Fn(&Run) -> f64| {
-        let s = Spread::of(&runs.iter().map(f).collect::<Vec<_>>());
-        println!(
-            "{label:<44} {:>10.2} {:>10.2} {:>10.2}",
-            s.min, s.median, s.max
-        );
-    };
+    let heading =
+        |label: &str| println!("\n{label:<44} {:>10} {:>10} {:>10}", "min", "median", "max");
+    heading("events/s");
+    row("raw JetStream acked publishes", 0, &|r| r.raw_js);
+    row("raw PostgreSQL batched inserts", 0, &|r| r.raw_pg);
+    row("dora-projector draining a backlog", 0, &|r| r.drain);
+    row("dora-ingest 202s (HTTP accepted)", 0, &|r| r.accepted);
+    row("dora end to end (HTTP to the log)", 0, &|r| r.end_to_end);
+    heading("ratio, within each run");
+    let ratio = |label: &str, f: &dyn Fn(&Run) -> f64| row(label, 2, f);
     ratio("drain / raw PostgreSQL", &|r| r.drain / r.raw_pg);
     ratio("202s / raw JetStream", &|r| r.accepted / r.raw_js);
     ratio("end to end / raw JetStream", &|r| r.end_to_end / r.raw_js);
