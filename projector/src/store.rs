@@ -5,7 +5,7 @@
 //! [`apply`] returned `Ok`, so a crash at any point loses nothing: the messages come
 //! again and the event ids make the second append a no-op.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -222,31 +222,73 @@ opens AS (
     FROM appended
     WHERE kind = 'incident_opened'
 )
-SELECT kind, service, environment, git_sha, ref_id FROM appended
+SELECT kind, service, environment, git_sha, ref_id, occurred_at FROM appended
 "#;
 
-/// Recomputes `failed_at` for every attempt of the given service/environment/sha keys,
-/// from the whole log: each rollback or sha-carrying incident marks the latest attempt
-/// of its key at or before it (ties: the later in the stream), and an attempt's
-/// `failed_at` is its own time if it did not succeed, else its earliest marker's time.
-/// Recomputing the whole key keeps the answer right when a deploy or a marker arrives
-/// late or out of order. Only rows whose value changes are written.
+/// Recomputes `failed_at` for the attempts of service/environment/sha keys that new
+/// events can change (CONTRACT.md section 5): each rollback or sha-carrying incident
+/// marks the latest attempt of its key at or before it (ties: the later in the stream),
+/// and an attempt's `failed_at` is its own time if it did not succeed, else its earliest
+/// marker's time. Only rows whose value changes are written.
+///
+/// A key can be deployed thousands of times, and this runs under the batch lock, so it
+/// reads a slice of the key per new event at `at`, not the key's history. A new deploy
+/// at `at` only changes which attempt the markers between `at` and the key's next
+/// attempt point to (its own, instead of the attempt before it); a new marker at `at`
+/// only marks the latest attempt at or before `at`. So the attempts that can change lie
+/// from `lo`, the time of the latest attempt strictly before `at` (or `at` itself if there
+/// is none), up to `at`; and every marker that points to one of them lies in
+/// [`lo`, `hi`), `hi` being the time of the first attempt strictly after `at`. A marker in
+/// that span points to an attempt in it, so the span is recomputed whole and exactly.
+/// Strict bounds on both sides keep every attempt tied with `lo` or `at` in the span.
+/// Measured on a key with 5000 attempts and 5000 markers, one new event: 10k-row reads
+/// before, a handful of index probes now (figures in the commit message).
 const RECOMPUTE_FAILURES: &str = r#"
-WITH keys AS (
-    SELECT DISTINCT k.*
-    FROM unnest($1::text[], $2::text[], $3::text[]) AS k(service, environment, git_sha)
-    -- Where nothing names the key, failed_at is what the insert set, and stays so.
-    WHERE EXISTS (
-        SELECT 1 FROM events m
-        WHERE m.service = k.service AND m.environment = k.environment
-          AND m.git_sha = k.git_sha AND m.kind IN ('rollback', 'incident_opened'))
+WITH news AS (
+    SELECT DISTINCT n.*
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+         AS n(service, environment, git_sha, at)
+),
+spans AS (
+    SELECT n.service, n.environment, n.git_sha,
+           coalesce(before.occurred_at, n.at) AS lo,
+           coalesce(after.occurred_at, 'infinity') AS hi
+    FROM news n
+    LEFT JOIN LATERAL (
+        SELECT d.occurred_at
+        FROM deploy_facts d
+        WHERE d.service = n.service AND d.environment = n.environment
+          AND d.git_sha = n.git_sha AND d.occurred_at < n.at
+        ORDER BY d.occurred_at DESC
+        LIMIT 1
+    ) before ON true
+    LEFT JOIN LATERAL (
+        SELECT d.occurred_at
+        FROM deploy_facts d
+        WHERE d.service = n.service AND d.environment = n.environment
+          AND d.git_sha = n.git_sha AND d.occurred_at > n.at
+        ORDER BY d.occurred_at
+        LIMIT 1
+    ) after ON true
+),
+attempts AS (
+    SELECT DISTINCT d.event_id, d.occurred_at, d.succeeded
+    FROM spans s
+    JOIN deploy_facts d
+      ON d.service = s.service AND d.environment = s.environment
+     AND d.git_sha = s.git_sha AND d.occurred_at >= s.lo AND d.occurred_at < s.hi
+),
+markers AS (
+    SELECT DISTINCT m.id, m.service, m.environment, m.git_sha, m.occurred_at, m.stream_seq
+    FROM spans s
+    JOIN events m
+      ON m.service = s.service AND m.environment = s.environment
+     AND m.git_sha = s.git_sha AND m.kind IN ('rollback', 'incident_opened')
+     AND m.occurred_at >= s.lo AND m.occurred_at < s.hi
 ),
 marks AS (
     SELECT DISTINCT ON (attempt.event_id) attempt.event_id, m.occurred_at, m.id
-    FROM keys
-    JOIN events m
-      ON m.service = keys.service AND m.environment = keys.environment
-     AND m.git_sha = keys.git_sha AND m.kind IN ('rollback', 'incident_opened')
+    FROM markers m
     CROSS JOIN LATERAL (
         SELECT d.event_id
         FROM deploy_facts d
@@ -258,12 +300,11 @@ marks AS (
     ORDER BY attempt.event_id, m.occurred_at, m.stream_seq
 ),
 fresh AS (
-    SELECT d.event_id,
-           CASE WHEN NOT d.succeeded THEN d.occurred_at ELSE marks.occurred_at END AS failed_at,
-           CASE WHEN NOT d.succeeded THEN d.event_id ELSE marks.id END AS failed_by
-    FROM keys
-    JOIN deploy_facts d USING (service, environment, git_sha)
-    LEFT JOIN marks ON marks.event_id = d.event_id
+    SELECT a.event_id,
+           CASE WHEN NOT a.succeeded THEN a.occurred_at ELSE marks.occurred_at END AS failed_at,
+           CASE WHEN NOT a.succeeded THEN a.event_id ELSE marks.id END AS failed_by
+    FROM attempts a
+    LEFT JOIN marks ON marks.event_id = a.event_id
 )
 UPDATE deploy_facts d
 SET failed_at = fresh.failed_at, failed_by = fresh.failed_by
@@ -279,10 +320,29 @@ WHERE d.event_id = fresh.event_id
 /// after that close. An open while an incident runs, up to and including its close's
 /// instant, re-triggers it: the same incident, one sample. `incident_facts` keeps one
 /// row per incident, keyed by its first open; the rows of re-triggering opens go.
-/// Recomputing the whole ref_id keeps it right when events arrive late or out of order.
+///
+/// A ref_id can be reused thousands of times, and this runs under the batch lock, so the
+/// walk does not start at the ref_id's first open. Let `after` be the latest close of
+/// the ref_id strictly before its earliest new event. Every incident opened at or before
+/// `after` closed by `after` (that close is at or after its open), so nothing the batch
+/// adds changes them, and the walk goes on exactly as from a close at `after`: from the
+/// first open strictly after it. Only the rows of opens after `after` are touched.
 const RECOMPUTE_INCIDENTS: &str = r#"
-WITH RECURSIVE refs AS (
-    SELECT DISTINCT ref_id FROM unnest($1::text[]) AS r(ref_id)
+WITH RECURSIVE news AS (
+    SELECT ref_id, min(at) AS at
+    FROM unnest($1::text[], $2::timestamptz[]) AS n(ref_id, at)
+    GROUP BY ref_id
+),
+refs AS (
+    SELECT n.ref_id, coalesce(c.occurred_at, '-infinity') AS after
+    FROM news n
+    LEFT JOIN LATERAL (
+        SELECT e.occurred_at
+        FROM events e
+        WHERE e.kind = 'incident_closed' AND e.ref_id = n.ref_id AND e.occurred_at < n.at
+        ORDER BY e.occurred_at DESC
+        LIMIT 1
+    ) c ON true
 ),
 incidents AS (
     SELECT o.ref_id, o.id AS open_id, o.occurred_at AS opened_at,
@@ -292,6 +352,7 @@ incidents AS (
         SELECT e.id, e.ref_id, e.occurred_at
         FROM events e
         WHERE e.kind = 'incident_opened' AND e.ref_id = refs.ref_id
+          AND e.occurred_at > refs.after
         ORDER BY e.occurred_at, e.stream_seq
         LIMIT 1
     ) o
@@ -324,9 +385,13 @@ incidents AS (
     ) c ON true
 ),
 retriggers AS (
+    -- Each incident_facts row is keyed by an open of its ref_id, so the rows after
+    -- `after` are found through the opens, not by reading the ref_id's every row.
     DELETE FROM incident_facts f
     USING refs
-    WHERE f.ref_id = refs.ref_id
+    JOIN events o
+      ON o.kind = 'incident_opened' AND o.ref_id = refs.ref_id AND o.occurred_at > refs.after
+    WHERE f.open_event_id = o.id
       AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.open_id = f.open_event_id)
 )
 INSERT INTO incident_facts AS f
@@ -353,6 +418,7 @@ struct AppendedRow {
     environment: String,
     git_sha: Option<String>,
     ref_id: Option<String>,
+    occurred_at: DateTime<Utc>,
 }
 
 /// A reason or field name may quote the message, and PostgreSQL text cannot hold NUL.
@@ -431,40 +497,52 @@ pub async fn apply_at(pool: &PgPool, batch: &[Decoded], last_seq: Option<u64>) -
             .await?
     };
 
-    // The keys whose facts the new rows can change. BTreeSet: each key once, and the
-    // same order in every transaction.
-    let mut failure_keys = BTreeSet::new();
-    let mut ref_ids = BTreeSet::new();
+    // The keys whose facts the new rows can change, with when: each recompute reads only
+    // the slice of its key around the new events. BTree: each once, and the same order in
+    // every transaction.
+    let mut failure_events = BTreeSet::new();
+    let mut ref_ids: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
     for row in &appended {
         match (row.kind.as_str(), &row.git_sha, &row.ref_id) {
             ("deploy" | "rollback", Some(sha), _) | ("incident_opened", Some(sha), _) => {
-                failure_keys.insert((row.service.clone(), row.environment.clone(), sha.clone()));
+                failure_events.insert((
+                    row.service.clone(),
+                    row.environment.clone(),
+                    sha.clone(),
+                    row.occurred_at,
+                ));
             }
             _ => {}
         }
         if let ("incident_opened" | "incident_closed", Some(ref_id)) =
             (row.kind.as_str(), &row.ref_id)
         {
-            ref_ids.insert(ref_id.clone());
+            let at = ref_ids.entry(ref_id.clone()).or_insert(row.occurred_at);
+            *at = (*at).min(row.occurred_at);
         }
     }
-    if !failure_keys.is_empty() {
-        let (mut services, mut envs, mut shas) = (Vec::new(), Vec::new(), Vec::new());
-        for (service, env, sha) in failure_keys {
+    if !failure_events.is_empty() {
+        let (mut services, mut envs, mut shas, mut ats) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (service, env, sha, at) in failure_events {
             services.push(service);
             envs.push(env);
             shas.push(sha);
+            ats.push(at);
         }
         sqlx::query(RECOMPUTE_FAILURES)
             .bind(services)
             .bind(envs)
             .bind(shas)
+            .bind(ats)
             .execute(&mut *tx)
             .await?;
     }
     if !ref_ids.is_empty() {
+        let (refs, ats): (Vec<String>, Vec<DateTime<Utc>>) = ref_ids.into_iter().unzip();
         sqlx::query(RECOMPUTE_INCIDENTS)
-            .bind(ref_ids.into_iter().collect::<Vec<_>>())
+            .bind(refs)
+            .bind(ats)
             .execute(&mut *tx)
             .await?;
     }

@@ -34,13 +34,17 @@ FROM attempts
 "#;
 
 /// Time to restore and open incidents, pairing at query time. Each ref_id's events are
-/// walked in order (time, then stream): an open with no incident running starts one, the
-/// first close at or after its start ends it, and opens in between (up to the close's
-/// instant) re-trigger it. A close with nothing running is ignored.
+/// walked in order (time, then opens before closes, then stream): an open with no
+/// incident running starts one, the first close at or after its start ends it, and opens
+/// in between (up to the close's instant) re-trigger it. A close with nothing running is
+/// ignored. Opens go before closes of the same instant because "at or after" is by time:
+/// a close earlier in the stream than an open at its instant still ends that open's
+/// incident (0 s), and an open at a close's instant re-triggers the incident it ends.
 pub const NAIVE_INCIDENTS: &str = r#"
 WITH RECURSIVE ordered AS (
     SELECT ref_id, kind, occurred_at, service, environment,
-           row_number() OVER (PARTITION BY ref_id ORDER BY occurred_at, stream_seq) AS n
+           row_number() OVER (PARTITION BY ref_id
+                              ORDER BY occurred_at, kind = 'incident_closed', stream_seq) AS n
     FROM events
     WHERE kind IN ('incident_opened', 'incident_closed')
 ),
