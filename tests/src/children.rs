@@ -10,12 +10,14 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
+
+/// The harness's polling loop, for the scenarios that wait on the servers.
+pub use crate::wait_until;
 
 /// nats-server as Debian installs it.
 const NATS_SERVER: &str = "/usr/sbin/nats-server";
@@ -78,22 +80,6 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("bind a free port")
         .port()
-}
-
-/// Polls `check` every 50 ms until it is true; panics with `what` after `limit`.
-pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out after {limit:?} waiting for: {what}");
 }
 
 /// Waits until something accepts TCP connections on `127.0.0.1:port`.

@@ -441,19 +441,28 @@ async fn sweep_old_streams(js: &jetstream::Context) {
 }
 
 /// Polls `check` every 20 ms until it is true; panics with `what` after 20 s.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_until(what, Duration::from_secs(20), check).await;
+}
+
+/// Polls `check` every 20 ms until it is true; panics with `what` after `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if check().await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("timed out waiting for: {what}");
+    panic!("timed out after {limit:?} waiting for: {what}");
 }
 
 /// Starts an HTTP process on port 0 and waits until it answers `/healthz`.
