@@ -1,8 +1,9 @@
 //! Private servers and the real dora binaries as child processes, for the tests that
 //! break things on purpose: a nats-server and a PostgreSQL of the test's own (random
 //! free ports, temporary directories), so killing or stopping them never disturbs the
-//! machine's shared services, and `dora-ingest` and `dora-projector` as the executables
-//! a deployment runs, so a SIGKILL is a real one.
+//! machine's shared services, and `dora-ingest`, `dora-projector` and `dora-api` as the
+//! executables a deployment runs, so a SIGKILL is a real one (and the benchmarks can
+//! read each one's memory and CPU from `/proc`).
 //!
 //! Every child is killed and every directory removed on drop, panics included. A child's
 //! stdout and stderr go to a log file in its directory; when a test fails, the drop
@@ -224,6 +225,11 @@ impl Proc {
         );
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// Its process id while it runs, for reading `/proc/<pid>`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
     }
 
     /// Whether it is running (it may have exited by itself).
@@ -516,6 +522,8 @@ pub enum Binary {
     Ingest,
     /// `dora-projector`.
     Projector,
+    /// `dora-api`, the metrics API and dashboard.
+    Api,
 }
 
 impl Binary {
@@ -523,6 +531,7 @@ impl Binary {
         match self {
             Binary::Ingest => "dora-ingest",
             Binary::Projector => "dora-projector",
+            Binary::Api => "dora-api",
         }
     }
 }
@@ -546,6 +555,7 @@ impl Dora {
         let addr_var = match binary {
             Binary::Ingest => "DORA_INGEST_ADDR",
             Binary::Projector => "DORA_PROJECTOR_ADDR",
+            Binary::Api => "DORA_API_ADDR",
         };
         let mut proc = Proc::new(
             name,
@@ -615,6 +625,17 @@ impl Dora {
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         self.proc.running()
+    }
+
+    /// Its process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.pid()
+    }
+
+    /// Stops it as a service manager would (SIGTERM; SIGKILL after 30 s) and waits
+    /// until it is gone.
+    pub async fn stop(&mut self) {
+        self.proc.stop("TERM").await;
     }
 
     /// The end of its log.
