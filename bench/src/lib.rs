@@ -5,7 +5,10 @@
 //!   with no vacuum), from 1 and 8 concurrent HTTP clients.
 //! - `pipeline`: end-to-end events per second on the demo generator's mix, against the
 //!   raw JetStream and PostgreSQL rates measured in the same run, repeated `--runs`
-//!   times with min/median/max.
+//!   times with min/median/max, with each dora process's peak memory and the CPU of
+//!   every process per phase ([`procs`]).
+
+pub mod procs;
 
 use std::sync::Arc;
 use std::time::Duration;
