@@ -23,9 +23,10 @@ pub struct Config {
     /// Keys the gateways sign each event's `source` with, comma-separated, each at
     /// least 32 characters. A `Dora-Source` signed by any of them is kept; one missing,
     /// unsigned or wrongly signed is stored as `nats` and counted. List the new key
-    /// beside the old one while rotating. Required: no key, no start.
+    /// beside the old one while rotating. Without it every claimed source is kept
+    /// unverified, and the projector warns at start.
     #[arg(long = "source-key", env = "DORA_SOURCE_KEY", value_name = "DORA_SOURCE_KEY", value_parser = Sources::parse, hide_env_values = true)]
-    pub sources: Sources,
+    pub sources: Option<Sources>,
     /// Name of the durable JetStream consumer; its position survives restarts. Default:
     /// `dora-projector-<store id>`, the store's own, so two stores never share one.
     #[arg(long, env = "DORA_PROJECTOR_CONSUMER")]

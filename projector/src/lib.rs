@@ -98,6 +98,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    warn_if_unverified(&config);
     let health = http::Health::new(metrics::ProjectorMetrics::new());
     tracing::info!(addr = ?listener.local_addr().ok(), "projector health and metrics listening");
     // The server stops when following stops, for whatever reason, not only on the signal.
@@ -190,6 +191,7 @@ where
 
 /// Rebuilds the store from the first message of the stream and swaps it in.
 pub async fn replay(config: &Config) -> Result<replay::ReplayOutcome> {
+    warn_if_unverified(config);
     let pool = connect_store(config).await?;
     let mut stream = connect_stream(config).await?;
     replay::replay(
@@ -198,8 +200,20 @@ pub async fn replay(config: &Config) -> Result<replay::ReplayOutcome> {
         STORE_SCHEMA,
         &mut stream,
         &config.stream.subject_prefix,
-        &config.sources,
+        config.sources.as_ref(),
         config.batch_size,
     )
     .await
+}
+
+/// Without `DORA_SOURCE_KEY` every claimed `source` is kept as claimed; the operator
+/// hears it once, at start, with what it risks.
+fn warn_if_unverified(config: &Config) {
+    if config.sources.is_none() {
+        tracing::warn!(
+            "DORA_SOURCE_KEY is not set: each event's claimed source (Dora-Source) is kept unverified, \
+             so anyone who can publish to the stream can claim an ingest token's name. \
+             Set the same DORA_SOURCE_KEY on the gateways and the projector to have claims checked"
+        );
+    }
 }

@@ -41,14 +41,15 @@ pub struct ReplayOutcome {
 
 /// Rebuilds the store at `live_schema` from `stream`. `live` must be a pool on
 /// `live_schema`, already migrated. Sources are checked against `sources` as the live
-/// projector does, so a replay with the same keys gives the same sources.
+/// projector does (kept unverified when `None`), so a replay with the same keys gives
+/// the same sources.
 pub async fn replay(
     database_url: &str,
     live: &PgPool,
     live_schema: &str,
     stream: &mut jetstream::stream::Stream,
     prefix: &str,
-    sources: &Sources,
+    sources: Option<&Sources>,
     batch_size: usize,
 ) -> Result<ReplayOutcome> {
     let started = Instant::now();
@@ -84,7 +85,7 @@ async fn rebuild(
     live_schema: &str,
     stream: &mut jetstream::stream::Stream,
     prefix: &str,
-    sources: &Sources,
+    sources: Option<&Sources>,
     batch_size: usize,
 ) -> Result<ReplayOutcome> {
     let stream_name = stream.cached_info().config.name.clone();
@@ -245,7 +246,7 @@ async fn swap<S>(
     fresh: &PgPool,
     batches: &mut S,
     prefix: &str,
-    sources: &Sources,
+    sources: Option<&Sources>,
     outcome: ReplayOutcome,
 ) -> Result<ReplayOutcome, Swap>
 where
@@ -329,7 +330,7 @@ async fn read_until<S>(
     batches: &mut S,
     store: &PgPool,
     prefix: &str,
-    sources: &Sources,
+    sources: Option<&Sources>,
     wanted: u64,
     mut outcome: ReplayOutcome,
 ) -> Result<ReplayOutcome>

@@ -166,7 +166,7 @@ impl TestEnv {
             stream: self.stream_settings(),
             tokens: dora_ingest::auth::Tokens::parse(&format!("ci={CI_TOKEN},pager={PAGER_TOKEN}"))
                 .expect("test tokens"),
-            sources: source_keys(SOURCE_KEY),
+            sources: Some(source_keys(SOURCE_KEY)),
             addr: "127.0.0.1:0".parse().expect("addr"),
             max_body_bytes: 2 * 1024 * 1024,
             publish_timeout: Duration::from_secs(10),
@@ -183,7 +183,7 @@ impl TestEnv {
             database: dora_event::settings::DatabaseSettings {
                 url: self.database_url.clone(),
             },
-            sources: source_keys(SOURCE_KEY),
+            sources: Some(source_keys(SOURCE_KEY)),
             consumer: Some("dora-projector".to_owned()),
             batch_size: 1000,
             ack_wait: Duration::from_secs(2),
