@@ -93,7 +93,9 @@ pub async fn run(
     )?;
     let pools = alerts::Pools {
         store: pool.clone(),
-        alerts: alerts::store::connect(&config.database.url, 2)?,
+        // Its own database when DATABASE_URL is a read replica: the store pool is
+        // read-only, and this pool is the only one that writes.
+        alerts: alerts::store::connect(config.alerts.database_url_or(&config.database.url), 2)?,
     };
     let metrics = metrics::ApiMetrics::new(pool.clone());
     let checker = tokio::spawn(alerts::run(
