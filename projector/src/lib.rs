@@ -8,9 +8,11 @@
 //! - [`store`]: the schema, its migrations, and the one-transaction batch write.
 //! - [`consume`]: the durable pull consumer; write, commit, then ack.
 //! - [`replay`]: rebuild into a fresh schema and swap it in.
+//! - [`bulk`]: a whole store at once (COPY, set-based facts, indexes last), for replay.
 //! - [`http`]: `/healthz`, `/readyz` and `/metrics` on `DORA_PROJECTOR_ADDR`.
 //! - [`metrics`]: the Prometheus series.
 
+pub mod bulk;
 pub mod config;
 pub mod consume;
 pub mod decode;
