@@ -186,6 +186,7 @@ impl TestEnv {
             sources: Some(source_keys(SOURCE_KEY)),
             consumer: Some("dora-projector".to_owned()),
             batch_size: 1000,
+            bulk_from: 50_000,
             ack_wait: Duration::from_secs(2),
             addr: "127.0.0.1:0".parse().expect("addr"),
             log: Default::default(),
