@@ -207,7 +207,7 @@ async fn first_fill(
         STORE_SCHEMA,
         &mut stream,
         &config.stream.subject_prefix,
-        &config.sources,
+        config.sources.as_ref(),
         config.batch_size,
     )
     .await?;

@@ -327,7 +327,7 @@ async fn load_until<S>(
     batches: &mut S,
     store: &PgPool,
     prefix: &str,
-    sources: &Sources,
+    sources: Option<&Sources>,
     target: u64,
 ) -> Result<ReplayOutcome>
 where
@@ -349,7 +349,7 @@ where
 async fn next_chunk<S>(
     batches: &mut S,
     prefix: &str,
-    sources: &Sources,
+    sources: Option<&Sources>,
     wanted: u64,
     outcome: &mut ReplayOutcome,
 ) -> Result<Vec<Decoded>>

@@ -859,7 +859,7 @@ fn as_messages(env: &TestEnv, log: &[Value]) -> Vec<dora_projector::decode::Deco
                 received_at: received_at + TimeDelta::microseconds(i as i64 * 1001),
                 gateway_received_at: None,
             };
-            dora_projector::decode::decode(&env.prefix, &sources, incoming)
+            dora_projector::decode::decode(&env.prefix, Some(&sources), incoming)
         })
         .collect()
 }
