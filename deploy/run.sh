@@ -60,7 +60,9 @@ fi
 
 if [ -z "${DORA_SOURCE_KEY:-}" ]; then
     # The key the gateway signs each event's source with and the projector checks it
-    # with; made on the first run and kept, as the token is.
+    # with; made on the first run and kept, as the token is. The processes start
+    # without one, but then keep any claimed source unverified: this setup is the
+    # recommended one.
     if [ ! -s "$state/source-key" ]; then
         (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$state/source-key")
     fi

@@ -13,7 +13,8 @@ use crate::alerts::AlertSettings;
 #[derive(Clone, Parser)]
 #[command(name = "dora-api", version)]
 pub struct Config {
-    /// Where the store lives (read only; dora-projector owns the schema).
+    /// Where the store lives (read only; dora-projector owns the schema). It may be a
+    /// read replica when `DORA_ALERTS_DATABASE_URL` names the writable primary.
     #[command(flatten)]
     pub database: DatabaseSettings,
     /// Address to listen on.

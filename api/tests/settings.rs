@@ -33,3 +33,20 @@ fn zero_database_connections_is_refused() {
     assert_eq!(output.status.code(), Some(2), "{err}");
     assert!(err.contains("DORA_API_DB_CONNECTIONS"), "{err}");
 }
+
+#[test]
+fn a_malformed_alerts_database_url_is_named_and_its_password_not_printed() {
+    let output = Command::new(env!("CARGO_BIN_EXE_dora-api"))
+        .env_clear()
+        .env(
+            "DORA_ALERTS_DATABASE_URL",
+            "postgres://dora:dbPassw0rd@db:port/dora",
+        )
+        .env("DORA_API_ADDR", "127.0.0.1:0")
+        .output()
+        .expect("run dora-api");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("DORA_ALERTS_DATABASE_URL"), "{err}");
+    assert!(!err.contains("dbPassw0rd"), "{err}");
+}

@@ -85,7 +85,8 @@ pub enum LogFormat {
 #[derive(Clone, clap::Args)]
 pub struct DatabaseSettings {
     /// PostgreSQL holding the store; dora-projector owns and migrates its schema,
-    /// dora-api only reads it.
+    /// dora-api reads it (and keeps its alert state there unless
+    /// DORA_ALERTS_DATABASE_URL names another database).
     #[arg(
         long = "database-url",
         env = "DATABASE_URL",
@@ -152,8 +153,10 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Checks a PostgreSQL URL (`DATABASE_URL`, and any other database setting a process
+/// adds); the message never quotes it, since it may hold a password.
 #[cfg(feature = "database")]
-fn database_url(value: &str) -> Result<String, String> {
+pub fn database_url(value: &str) -> Result<String, String> {
     if !(value.starts_with("postgres://") || value.starts_with("postgresql://")) {
         return Err("must start with postgres:// or postgresql://".to_owned());
     }

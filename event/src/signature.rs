@@ -7,6 +7,11 @@
 //! when the signature checks under one of its keys; otherwise the event is stored as
 //! published straight to NATS.
 //!
+//! The key is optional (the contract does not list it): a process without one holds no
+//! [`Sources`] (`Option::None`). A gateway without a key publishes the claim unsigned;
+//! a projector without one keeps every claim as made, unverified. Each says so once
+//! at start, since anyone who can publish to the stream can then claim a token's name.
+//!
 //! The MAC covers the id, so a signature copied from one event names no other: the
 //! copy would carry the same id, and the log keeps the first event with an id.
 
@@ -62,9 +67,14 @@ impl Sources {
         for (n, key) in value.split(',').map(str::trim).enumerate() {
             let place = n + 1;
             if key.is_empty() {
-                // A stray comma, or nothing at all: which one, the message says.
+                // A stray comma, or nothing at all: which one, the message says. An
+                // empty value is refused rather than read as "no key": a secret that
+                // came out empty must not quietly turn the check off.
                 if value.trim().is_empty() {
-                    return Err("a key is required: no key, no start".to_owned());
+                    return Err(
+                        "empty: give a key, or leave the setting out to keep sources unverified"
+                            .to_owned(),
+                    );
                 }
                 return Err(format!("key {place} of the list is empty"));
             }
@@ -196,8 +206,8 @@ mod tests {
     #[test]
     fn bad_keys_are_refused_without_their_value() {
         let cases: Vec<(String, &str)> = vec![
-            (String::new(), "required"),
-            ("   ".to_owned(), "required"),
+            (String::new(), "empty: give a key"),
+            ("   ".to_owned(), "empty: give a key"),
             ("sh0rt".to_owned(), "key 1 of the list is shorter than 32"),
             (format!("{NEW},sh0rt"), "key 2 of the list is shorter"),
             (format!("{NEW},"), "key 2 of the list is empty"),

@@ -24,9 +24,10 @@ pub struct Config {
     /// Keys that sign each event's `source` (`Dora-Source-Signature`), so the
     /// projector can tell the gateway's events from anything published straight to
     /// NATS. Comma-separated, each at least 32 characters; the first signs. The
-    /// projector's list must hold it. Required: no key, no start.
+    /// projector's list must hold it. Without it the source is published unsigned, and
+    /// the gateway warns at start.
     #[arg(long = "source-key", env = "DORA_SOURCE_KEY", value_name = "DORA_SOURCE_KEY", value_parser = Sources::parse, hide_env_values = true)]
-    pub sources: Sources,
+    pub sources: Option<Sources>,
     /// Address to listen on.
     #[arg(
         long,

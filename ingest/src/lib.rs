@@ -37,6 +37,14 @@ pub async fn run(
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    if config.sources.is_none() {
+        tracing::warn!(
+            "DORA_SOURCE_KEY is not set: each event's source (its token's name) is published unsigned. \
+             A projector with a key stores such events as `nats` and counts them in dora_projector_sources_refused_total; \
+             one without a key keeps the claim unverified, so anyone who can publish to the stream can claim a token's name. \
+             Set the same DORA_SOURCE_KEY on the gateways and the projector"
+        );
+    }
     let nats = dora_event::stream::connect(&config.stream.nats_url)
         .await
         .map_err(|e| Error::Connect {

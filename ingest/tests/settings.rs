@@ -90,10 +90,43 @@ fn a_body_limit_that_refuses_every_event_is_refused() {
 }
 
 #[test]
-fn no_source_key_no_start_and_a_short_one_is_not_printed() {
-    let (code, out) = start(&[("DORA_INGEST_TOKENS", "ci=Sup3rSecretValue-123456")]);
-    assert_ne!(code, 0, "{out}");
+fn no_source_key_starts_and_warns_once() {
+    let (code, out) = start(&[
+        ("DORA_INGEST_TOKENS", "ci=Sup3rSecretValue-123456"),
+        ("DORA_INGEST_ADDR", "127.0.0.1:0"),
+    ]);
+    // Past its settings: it fails on the unreachable NATS server, not on the key.
+    assert_ne!(code, 2, "refused as a setting: {out}");
+    assert!(out.contains("starting"), "{out}");
+    assert!(out.contains("127.0.0.1:1"), "it tried NATS: {out}");
+    let warnings: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("DORA_SOURCE_KEY is not set"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{out}");
+    assert!(warnings[0].contains("unsigned"), "{out}");
+    assert!(warnings[0].contains("claim a token's name"), "{out}");
+
+    // With a key, no such warning.
+    let (_, out) = start(&[
+        ("DORA_INGEST_TOKENS", "ci=Sup3rSecretValue-123456"),
+        ("DORA_SOURCE_KEY", KEY),
+        ("DORA_INGEST_ADDR", "127.0.0.1:0"),
+    ]);
+    assert!(out.contains("starting"), "{out}");
+    assert!(!out.contains("DORA_SOURCE_KEY is not set"), "{out}");
+}
+
+#[test]
+fn a_malformed_source_key_is_refused_and_not_printed() {
+    // Given but empty: refused, not read as "no key" (a secret that came out empty).
+    let (code, out) = start(&[
+        ("DORA_INGEST_TOKENS", "ci=Sup3rSecretValue-123456"),
+        ("DORA_SOURCE_KEY", ""),
+    ]);
+    assert_eq!(code, 2, "{out}");
     assert!(out.contains("DORA_SOURCE_KEY"), "{out}");
+    assert!(out.contains("empty"), "{out}");
 
     let (code, out) = start(&[
         ("DORA_INGEST_TOKENS", "ci=Sup3rSecretValue-123456"),

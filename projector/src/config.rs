@@ -23,9 +23,10 @@ pub struct Config {
     /// Keys the gateways sign each event's `source` with, comma-separated, each at
     /// least 32 characters. A `Dora-Source` signed by any of them is kept; one missing,
     /// unsigned or wrongly signed is stored as `nats` and counted. List the new key
-    /// beside the old one while rotating. Required: no key, no start.
+    /// beside the old one while rotating. Without it every claimed source is kept
+    /// unverified, and the projector warns at start.
     #[arg(long = "source-key", env = "DORA_SOURCE_KEY", value_name = "DORA_SOURCE_KEY", value_parser = Sources::parse, hide_env_values = true)]
-    pub sources: Sources,
+    pub sources: Option<Sources>,
     /// Name of the durable JetStream consumer; its position survives restarts. Default:
     /// `dora-projector-<store id>`, the store's own, so two stores never share one.
     #[arg(long, env = "DORA_PROJECTOR_CONSUMER")]
@@ -33,6 +34,16 @@ pub struct Config {
     /// Most messages written in one transaction.
     #[arg(long, env = "DORA_PROJECTOR_BATCH", value_name = "DORA_PROJECTOR_BATCH", default_value_t = 1000, value_parser = batch_size)]
     pub batch_size: usize,
+    /// An empty store whose own consumer does not exist yet (a new database, a first
+    /// start on a stream that already holds a backfill) is built by replay's bulk path
+    /// before following, when the stream holds at least this many messages; 0: never.
+    #[arg(
+        long,
+        env = "DORA_PROJECTOR_BULK_FROM",
+        value_name = "DORA_PROJECTOR_BULK_FROM",
+        default_value_t = 50_000
+    )]
+    pub bulk_from: u64,
     /// Seconds JetStream waits for an ack before it delivers a message again.
     #[arg(long, env = "DORA_PROJECTOR_ACK_WAIT_SECS", value_name = "DORA_PROJECTOR_ACK_WAIT_SECS", default_value = "30", value_parser = seconds)]
     pub ack_wait: Duration,

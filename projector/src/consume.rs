@@ -49,7 +49,7 @@ pub struct Projector {
     pool: PgPool,
     prefix: String,
     consumer: String,
-    sources: Sources,
+    sources: Option<Sources>,
     batches: Batches,
 }
 
@@ -197,12 +197,12 @@ impl Projector {
     /// when `None`), creating it if needed. A consumer that acked messages the store
     /// does not hold (the store was restored, failed over, or is another, empty,
     /// database) is made again from the store's position. A claimed source is kept
-    /// when signed under one of `sources`.
+    /// when signed under one of `sources`, or unverified without keys (`None`).
     pub async fn new(
         pool: PgPool,
         stream: &jetstream::stream::Stream,
         prefix: &str,
-        sources: Sources,
+        sources: Option<Sources>,
         name: Option<&str>,
         ack_wait: Duration,
         batch_size: usize,
@@ -332,7 +332,7 @@ impl Projector {
         for msg in batch {
             let incoming = Incoming::from_message(msg)?;
             let stream_seq = incoming.stream_seq;
-            let d = decode(&self.prefix, &self.sources, incoming);
+            let d = decode(&self.prefix, self.sources.as_ref(), incoming);
             if let Decoded::Event(Stored {
                 refused_source: Some(refused),
                 event,

@@ -2,9 +2,11 @@
 //!
 //! The projector validates exactly as the gateway does (same function), against the
 //! time JetStream stored the message, so replaying an old message decides the same way.
-//! A message's `Dora-Source` is believed only with a valid `Dora-Source-Signature`
-//! (see `dora_event::signature`); otherwise its source is `nats`, as for any message
-//! published straight to NATS, and the refused claim is reported.
+//! With `DORA_SOURCE_KEY`, a message's `Dora-Source` is believed only with a valid
+//! `Dora-Source-Signature` (see `dora_event::signature`); otherwise its source is
+//! `nats`, as for any message published straight to NATS, and the refused claim is
+//! reported. Without a key there is nothing to check a claim against: it is kept as
+//! made (the projector warned at start).
 
 use async_nats::jetstream;
 use chrono::{DateTime, Utc};
@@ -101,8 +103,8 @@ pub enum Decoded {
 }
 
 /// Decides what one message is; a claimed source stands only if signed under one of
-/// `sources`.
-pub fn decode(prefix: &str, sources: &Sources, incoming: Incoming) -> Decoded {
+/// `sources`, or, with no keys (`None`), as claimed.
+pub fn decode(prefix: &str, sources: Option<&Sources>, incoming: Incoming) -> Decoded {
     match check(prefix, &incoming) {
         Ok(event) => {
             let (source, refused_source) = source(sources, &event, &incoming);
@@ -121,7 +123,7 @@ pub fn decode(prefix: &str, sources: &Sources, incoming: Incoming) -> Decoded {
 /// The source to store, and the claim refused if there was one. The signature covers
 /// the event's id as validated, not the header's, so it names this event only.
 fn source(
-    sources: &Sources,
+    sources: Option<&Sources>,
     event: &Event,
     incoming: &Incoming,
 ) -> (String, Option<RefusedSource>) {
@@ -129,6 +131,11 @@ fn source(
         // Claiming to be a plain NATS publisher needs no proof.
         None | Some("" | NATS_SOURCE) => return (NATS_SOURCE.to_owned(), None),
         Some(claimed) => claimed,
+    };
+    let Some(sources) = sources else {
+        // No key to check it with: the claim is kept unverified, as the warning at start
+        // says, so a deployment without DORA_SOURCE_KEY still records token names.
+        return (claimed.to_owned(), None);
     };
     let reason = match sources.verify(&event.id, claimed, incoming.signature.as_deref()) {
         Verdict::Signed => return (claimed.to_owned(), None),
@@ -197,7 +204,7 @@ mod tests {
     fn a_valid_message_from_nats_has_source_nats() {
         match decode(
             "dora.events",
-            &keys(),
+            Some(&keys()),
             incoming("dora.events.prod.api.deploy", BODY),
         ) {
             Decoded::Event(s) => {
@@ -219,7 +226,7 @@ mod tests {
             );
             let mut m = incoming("dora.events.prod.api.deploy", &body);
             m.gateway_received_at = header.map(str::to_owned);
-            match decode("dora.events", &keys(), m) {
+            match decode("dora.events", Some(&keys()), m) {
                 Decoded::Event(_) => Ok(()),
                 Decoded::Rejected(r) => Err(r.error.field),
             }
@@ -254,7 +261,7 @@ mod tests {
         let body = r#"{"id":"d1","kind":"deploy","service":"api","git_sha":"abcd","succeeded":false,"succeeded":true}"#;
         let Decoded::Rejected(r) = decode(
             "dora.events",
-            &keys(),
+            Some(&keys()),
             incoming("dora.events.prod.api.deploy", body),
         ) else {
             panic!("accepted a body with `succeeded` twice");
@@ -266,7 +273,7 @@ mod tests {
     fn subject_and_header_must_agree_with_the_body() {
         let Decoded::Rejected(r) = decode(
             "dora.events",
-            &keys(),
+            Some(&keys()),
             incoming("dora.events.staging.api.deploy", BODY),
         ) else {
             panic!("accepted a subject that disagrees");
@@ -275,12 +282,12 @@ mod tests {
         let mut m = incoming("dora.events.prod.api.deploy", BODY);
         m.msg_id = Some("other".into());
         assert!(matches!(
-            decode("dora.events", &keys(), m),
+            decode("dora.events", Some(&keys()), m),
             Decoded::Rejected(_)
         ));
         let Decoded::Rejected(r) = decode(
             "dora.events",
-            &keys(),
+            Some(&keys()),
             incoming("dora.events.prod.api.deploy", "{nope"),
         ) else {
             panic!("accepted invalid JSON");
@@ -293,20 +300,22 @@ mod tests {
     }
 
     fn stored(m: Incoming) -> Stored {
-        match decode("dora.events", &keys(), m) {
+        match decode("dora.events", Some(&keys()), m) {
             Decoded::Event(s) => s,
             Decoded::Rejected(r) => panic!("{r:?}"),
         }
     }
 
+    /// A valid deploy whose headers claim `source`, signed with `signature`.
+    fn claiming(source: &str, signature: Option<String>) -> Incoming {
+        let mut m = incoming("dora.events.prod.api.deploy", BODY);
+        m.source = Some(source.to_owned());
+        m.signature = signature;
+        m
+    }
+
     #[test]
     fn a_claimed_source_stands_only_with_its_signature() {
-        let claiming = |source: &str, signature: Option<String>| {
-            let mut m = incoming("dora.events.prod.api.deploy", BODY);
-            m.source = Some(source.to_owned());
-            m.signature = signature;
-            m
-        };
         let signed = stored(claiming("ci", Some(keys().sign("d1", "ci"))));
         assert_eq!(
             (signed.source.as_str(), signed.refused_source),
@@ -330,5 +339,32 @@ mod tests {
         // Claiming to be `nats` is no claim to refuse.
         let s = stored(claiming("nats", None));
         assert_eq!((s.source.as_str(), s.refused_source), ("nats", None));
+    }
+
+    #[test]
+    fn without_a_key_a_claimed_source_is_kept_unverified() {
+        let unkeyed = |m: Incoming| match decode("dora.events", None, m) {
+            Decoded::Event(s) => (s.source, s.refused_source),
+            Decoded::Rejected(r) => panic!("{r:?}"),
+        };
+        // Unsigned, signed, or signed by a key nobody holds: nothing to check against.
+        assert_eq!(unkeyed(claiming("ci", None)), ("ci".to_owned(), None));
+        assert_eq!(
+            unkeyed(claiming("pager", Some(keys().sign("d1", "pager")))),
+            ("pager".to_owned(), None)
+        );
+        assert_eq!(
+            unkeyed(claiming("ci", Some("xyz".to_owned()))),
+            ("ci".to_owned(), None)
+        );
+        // No claim is still `nats`.
+        assert_eq!(
+            unkeyed(incoming("dora.events.prod.api.deploy", BODY)),
+            ("nats".to_owned(), None)
+        );
+        // The same unsigned claim, with a key: `nats`, and the claim reported.
+        let keyed = stored(claiming("ci", None));
+        assert_eq!(keyed.source, "nats");
+        assert_eq!(keyed.refused_source.map(|r| r.claimed), Some("ci".into()));
     }
 }

@@ -76,6 +76,9 @@ pub enum Error {
     /// The HTTP server for health and metrics failed.
     #[error("serving DORA_PROJECTOR_ADDR: {0}")]
     Serve(std::io::Error),
+    /// The bulk load's writer task stopped without saying why (it panicked).
+    #[error("the bulk load's COPY writer stopped unexpectedly")]
+    BulkWriter,
     /// Another replay holds the replay lock.
     #[error("another replay of this store is running")]
     ReplayRunning,

@@ -8,9 +8,11 @@
 //! - [`store`]: the schema, its migrations, and the one-transaction batch write.
 //! - [`consume`]: the durable pull consumer; write, commit, then ack.
 //! - [`replay`]: rebuild into a fresh schema and swap it in.
+//! - [`bulk`]: a whole store at once (COPY, set-based facts, indexes last), for replay.
 //! - [`http`]: `/healthz`, `/readyz` and `/metrics` on `DORA_PROJECTOR_ADDR`.
 //! - [`metrics`]: the Prometheus series.
 
+pub mod bulk;
 pub mod config;
 pub mod consume;
 pub mod decode;
@@ -98,6 +100,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    warn_if_unverified(&config);
     let health = http::Health::new(metrics::ProjectorMetrics::new());
     tracing::info!(addr = ?listener.local_addr().ok(), "projector health and metrics listening");
     // The server stops when following stops, for whatever reason, not only on the signal.
@@ -133,6 +136,10 @@ async fn follow(
         return Ok(());
     };
     let _ = health.nats.set(client);
+    tokio::select! {
+        filled = first_fill(config, health, &pool, stream.clone()) => filled?,
+        _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+    }
     let projector = consume::Projector::new(
         pool,
         &stream,
@@ -149,6 +156,63 @@ async fn follow(
     health.refresh_lag().await;
     tracing::info!(stream = %config.stream.stream, consumer = %projector.consumer(), "projector following the stream");
     projector.run(shutdown, &health.metrics).await
+}
+
+/// Builds an empty store by replay's bulk path when the stream already holds a history
+/// of at least `DORA_PROJECTOR_BULK_FROM` messages (a first start on a backfilled
+/// stream, a new database): minutes instead of the hours the batch path takes over
+/// millions of events. Only when the store's consumer does not exist yet: a consumer
+/// that exists has a place in the stream, and a store built past it would be read
+/// again from there. The consumer made next starts from the built store's position.
+async fn first_fill(
+    config: &Config,
+    health: &http::Health,
+    pool: &sqlx::PgPool,
+    mut stream: jetstream::stream::Stream,
+) -> Result<()> {
+    if config.bulk_from == 0 {
+        return Ok(());
+    }
+    let position = store::position(pool).await?;
+    if position.last_seq > 0 {
+        return Ok(());
+    }
+    let name = config
+        .consumer
+        .clone()
+        .unwrap_or_else(|| consume::default_consumer(&position.store_id));
+    if stream.consumer_info(&name).await.is_ok() {
+        return Ok(());
+    }
+    let messages = stream
+        .info()
+        .await
+        .map_err(|e| Error::Nats(e.into()))?
+        .state
+        .messages;
+    if messages < config.bulk_from {
+        return Ok(());
+    }
+    tracing::info!(
+        messages,
+        bulk_from = config.bulk_from,
+        "the store is empty and the stream holds a history: building the store by the bulk path before following"
+    );
+    health.waiting_for(Some(format!(
+        "building the empty store from the stream's {messages} messages (bulk path); see the log for progress"
+    )));
+    replay::replay(
+        &config.database.url,
+        pool,
+        STORE_SCHEMA,
+        &mut stream,
+        &config.stream.subject_prefix,
+        config.sources.as_ref(),
+        config.batch_size,
+    )
+    .await?;
+    health.waiting_for(None);
+    Ok(())
 }
 
 /// Calls `connect` until it reaches its server, waiting longer after each failure (up
@@ -190,6 +254,7 @@ where
 
 /// Rebuilds the store from the first message of the stream and swaps it in.
 pub async fn replay(config: &Config) -> Result<replay::ReplayOutcome> {
+    warn_if_unverified(config);
     let pool = connect_store(config).await?;
     let mut stream = connect_stream(config).await?;
     replay::replay(
@@ -198,8 +263,20 @@ pub async fn replay(config: &Config) -> Result<replay::ReplayOutcome> {
         STORE_SCHEMA,
         &mut stream,
         &config.stream.subject_prefix,
-        &config.sources,
+        config.sources.as_ref(),
         config.batch_size,
     )
     .await
+}
+
+/// Without `DORA_SOURCE_KEY` every claimed `source` is kept as claimed; the operator
+/// hears it once, at start, with what it risks.
+fn warn_if_unverified(config: &Config) {
+    if config.sources.is_none() {
+        tracing::warn!(
+            "DORA_SOURCE_KEY is not set: each event's claimed source (Dora-Source) is kept unverified, \
+             so anyone who can publish to the stream can claim an ingest token's name. \
+             Set the same DORA_SOURCE_KEY on the gateways and the projector to have claims checked"
+        );
+    }
 }

@@ -1,8 +1,8 @@
 //! Rebuilding the store from the first message of the stream.
 //!
 //! The new store is built in its own schema (`dora_replay`) with the same migrations
-//! and the same batch code as the live one, then renamed into place in one
-//! transaction. Readers see the old store or the new one, never a half-built one. The
+//! as the live one, by the bulk path (`crate::bulk`: COPY, facts derived over the whole
+//! log, indexes built last), then renamed into place in one transaction. Readers see the old store or the new one, never a half-built one. The
 //! live projector may keep running: replay catches up with it in rounds, then, holding
 //! its batch lock for a moment, reads the last messages it wrote, so nothing it
 //! appended or rejected is lost; its next batch lands in the new store.
@@ -12,14 +12,15 @@
 //! with fewer events than the live one; a rebuilt store that could not be swapped in
 //! is kept under another name.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer};
 use dora_event::signature::Sources;
 use futures::StreamExt;
 use sqlx::PgPool;
 
-use crate::decode::{decode, Incoming};
+use crate::bulk::BulkLoad;
+use crate::decode::{decode, Decoded, Incoming};
 use crate::error::{Error, Result};
 use crate::store::{self, Applied};
 
@@ -41,14 +42,15 @@ pub struct ReplayOutcome {
 
 /// Rebuilds the store at `live_schema` from `stream`. `live` must be a pool on
 /// `live_schema`, already migrated. Sources are checked against `sources` as the live
-/// projector does, so a replay with the same keys gives the same sources.
+/// projector does (kept unverified when `None`), so a replay with the same keys gives
+/// the same sources.
 pub async fn replay(
     database_url: &str,
     live: &PgPool,
     live_schema: &str,
     stream: &mut jetstream::stream::Stream,
     prefix: &str,
-    sources: &Sources,
+    sources: Option<&Sources>,
     batch_size: usize,
 ) -> Result<ReplayOutcome> {
     let started = Instant::now();
@@ -84,7 +86,7 @@ async fn rebuild(
     live_schema: &str,
     stream: &mut jetstream::stream::Stream,
     prefix: &str,
-    sources: &Sources,
+    sources: Option<&Sources>,
     batch_size: usize,
 ) -> Result<ReplayOutcome> {
     let stream_name = stream.cached_info().config.name.clone();
@@ -124,15 +126,7 @@ async fn rebuild(
         .map_err(|e| Error::Nats(e.into()))?
         .ready_chunks(batch_size);
 
-    let mut outcome = read_until(
-        &mut batches,
-        &fresh,
-        prefix,
-        sources,
-        target,
-        ReplayOutcome::default(),
-    )
-    .await?;
+    let mut outcome = load_until(&mut batches, &fresh, prefix, sources, target).await?;
 
     // Catch up with the live projector in rounds, without a lock, until it is less than
     // a batch ahead: the swap below blocks its writes, and should for a moment only.
@@ -245,7 +239,7 @@ async fn swap<S>(
     fresh: &PgPool,
     batches: &mut S,
     prefix: &str,
-    sources: &Sources,
+    sources: Option<&Sources>,
     outcome: ReplayOutcome,
 ) -> Result<ReplayOutcome, Swap>
 where
@@ -324,12 +318,70 @@ async fn keep_rebuilt(live: &PgPool) -> String {
     }
 }
 
-/// Applies batches from the ordered consumer to `store` until `wanted` is in.
+/// How often the bulk load logs its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Builds the fresh store from the stream's first message up to `target` by the bulk
+/// path (COPY, set-based facts, indexes last): the stream's whole history at once.
+async fn load_until<S>(
+    batches: &mut S,
+    store: &PgPool,
+    prefix: &str,
+    sources: Option<&Sources>,
+    target: u64,
+) -> Result<ReplayOutcome>
+where
+    S: futures::Stream<Item = Vec<Result<jetstream::Message, consumer::pull::OrderedError>>>
+        + Unpin,
+{
+    let mut load = BulkLoad::begin(store, target, PROGRESS_EVERY).await?;
+    let mut outcome = ReplayOutcome::default();
+    while outcome.last_seq < target {
+        let decoded = next_chunk(batches, prefix, sources, target, &mut outcome).await?;
+        load.push(&decoded, outcome.last_seq).await?;
+    }
+    outcome.applied = load.finish(outcome.last_seq).await?;
+    Ok(outcome)
+}
+
+/// The next chunk of messages from the ordered consumer, decoded; counts them and moves
+/// `outcome.last_seq`.
+async fn next_chunk<S>(
+    batches: &mut S,
+    prefix: &str,
+    sources: Option<&Sources>,
+    wanted: u64,
+    outcome: &mut ReplayOutcome,
+) -> Result<Vec<Decoded>>
+where
+    S: futures::Stream<Item = Vec<Result<jetstream::Message, consumer::pull::OrderedError>>>
+        + Unpin,
+{
+    // Unconstrained for full chunks; see `consume::Projector::next_batch`.
+    let Some(chunk) = tokio::task::unconstrained(batches.next()).await else {
+        return Err(Error::StreamEnded {
+            at: outcome.last_seq,
+            wanted,
+        });
+    };
+    let mut decoded = Vec::with_capacity(chunk.len());
+    for msg in chunk {
+        let msg = msg.map_err(|e| Error::Nats(e.into()))?;
+        let incoming = Incoming::from_message(&msg)?;
+        outcome.last_seq = outcome.last_seq.max(incoming.stream_seq);
+        decoded.push(decode(prefix, sources, incoming));
+    }
+    outcome.messages += decoded.len() as u64;
+    Ok(decoded)
+}
+
+/// Applies batches from the ordered consumer to `store` through the live path until
+/// `wanted` is in: the catch-up after the bulk load, a few batches at most.
 async fn read_until<S>(
     batches: &mut S,
     store: &PgPool,
     prefix: &str,
-    sources: &Sources,
+    sources: Option<&Sources>,
     wanted: u64,
     mut outcome: ReplayOutcome,
 ) -> Result<ReplayOutcome>
@@ -338,22 +390,8 @@ where
         + Unpin,
 {
     while outcome.last_seq < wanted {
-        // Unconstrained for full chunks; see `consume::Projector::next_batch`.
-        let Some(chunk) = tokio::task::unconstrained(batches.next()).await else {
-            return Err(Error::StreamEnded {
-                at: outcome.last_seq,
-                wanted,
-            });
-        };
-        let mut decoded = Vec::with_capacity(chunk.len());
-        for msg in chunk {
-            let msg = msg.map_err(|e| Error::Nats(e.into()))?;
-            let incoming = Incoming::from_message(&msg)?;
-            outcome.last_seq = outcome.last_seq.max(incoming.stream_seq);
-            decoded.push(decode(prefix, sources, incoming));
-        }
+        let decoded = next_chunk(batches, prefix, sources, wanted, &mut outcome).await?;
         let applied = store::apply_at(store, &decoded, Some(outcome.last_seq)).await?;
-        outcome.messages += decoded.len() as u64;
         outcome.applied += applied;
     }
     Ok(outcome)

@@ -1,5 +1,6 @@
-//! The real binary refuses to start without a source key, or with a short one, naming
-//! `DORA_SOURCE_KEY` and never printing a key it was given.
+//! The real binary starts without a source key, warning once that sources go
+//! unverified; it refuses an empty or short one, naming `DORA_SOURCE_KEY` and never
+//! printing a key it was given.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -32,19 +33,45 @@ fn refused(env: &[(&str, &str)]) -> (i32, String) {
     (output.status.code().unwrap_or(-1), text)
 }
 
-#[test]
-fn no_source_key_no_start() {
-    let (code, out) = refused(&[]);
-    assert_ne!(code, 0, "{out}");
-    assert!(out.contains("DORA_SOURCE_KEY"), "{out}");
-    // Replay checks sources too, so it needs the key as well.
-    let output = projector(&[]).arg("replay").output().unwrap();
-    assert_ne!(output.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("DORA_SOURCE_KEY"));
+/// The log lines warning that, without a key, sources go unverified.
+fn unverified_warnings(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("WARN") && l.contains("DORA_SOURCE_KEY is not set"))
+        .collect()
 }
 
 #[test]
-fn a_short_source_key_is_refused_without_printing_it() {
+fn no_source_key_starts_and_warns_once() {
+    let log = log_until_not_ready(&[]);
+    assert!(log.contains("starting"), "{log}");
+    assert!(log.contains("not ready"), "it got past its settings: {log}");
+    let warnings = unverified_warnings(&log);
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains("kept unverified"), "{log}");
+    assert!(
+        warnings[0].contains("claim an ingest token's name"),
+        "{log}"
+    );
+
+    // Replay keeps sources the same way, so it warns too, then fails on the database.
+    let output = projector(&[]).arg("replay").output().unwrap();
+    let out = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert_eq!(unverified_warnings(&out).len(), 1, "{out}");
+    assert!(
+        out.contains("DATABASE_URL"),
+        "it failed on the database: {out}"
+    );
+}
+
+#[test]
+fn an_empty_or_short_source_key_is_refused_without_printing_it() {
+    // Given but empty: refused, not read as "no key" (a secret that came out empty).
+    let (code, out) = refused(&[("DORA_SOURCE_KEY", "")]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("DORA_SOURCE_KEY"), "{out}");
+    assert!(out.contains("empty"), "{out}");
+
     let (code, out) = refused(&[("DORA_SOURCE_KEY", "sh0rtS0urceKey")]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("DORA_SOURCE_KEY"), "{out}");
@@ -61,14 +88,15 @@ fn a_short_source_key_is_refused_without_printing_it() {
     );
 }
 
-#[test]
-fn a_good_key_starts_and_stays_out_of_the_log() {
-    let mut child = projector(&[("DORA_SOURCE_KEY", KEY)])
+/// Starts the projector, reads its log until it says it waits for the unreachable
+/// database (or 60 s pass), stops it and returns the log.
+fn log_until_not_ready(env: &[(&str, &str)]) -> String {
+    let mut child = projector(env)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
+        .expect("start dora-projector");
+    let stderr = child.stderr.take().expect("piped stderr");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -77,7 +105,6 @@ fn a_good_key_starts_and_stays_out_of_the_log() {
             }
         }
     });
-    // It logs its config, then waits for the unreachable database.
     let mut log = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !log.contains("not ready") && Instant::now() < deadline {
@@ -88,7 +115,14 @@ fn a_good_key_starts_and_stays_out_of_the_log() {
     }
     let _ = child.kill();
     let _ = child.wait();
+    log
+}
+
+#[test]
+fn a_good_key_starts_and_stays_out_of_the_log() {
+    let log = log_until_not_ready(&[("DORA_SOURCE_KEY", KEY)]);
     assert!(log.contains("starting"), "{log}");
     assert!(log.contains("not ready"), "it got past its settings: {log}");
     assert!(!log.contains(KEY), "{log}");
+    assert!(unverified_warnings(&log).is_empty(), "{log}");
 }

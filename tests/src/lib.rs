@@ -166,7 +166,7 @@ impl TestEnv {
             stream: self.stream_settings(),
             tokens: dora_ingest::auth::Tokens::parse(&format!("ci={CI_TOKEN},pager={PAGER_TOKEN}"))
                 .expect("test tokens"),
-            sources: source_keys(SOURCE_KEY),
+            sources: Some(source_keys(SOURCE_KEY)),
             addr: "127.0.0.1:0".parse().expect("addr"),
             max_body_bytes: 2 * 1024 * 1024,
             publish_timeout: Duration::from_secs(10),
@@ -183,9 +183,10 @@ impl TestEnv {
             database: dora_event::settings::DatabaseSettings {
                 url: self.database_url.clone(),
             },
-            sources: source_keys(SOURCE_KEY),
+            sources: Some(source_keys(SOURCE_KEY)),
             consumer: Some("dora-projector".to_owned()),
             batch_size: 1000,
+            bulk_from: 50_000,
             ack_wait: Duration::from_secs(2),
             addr: "127.0.0.1:0".parse().expect("addr"),
             log: Default::default(),
@@ -376,6 +377,37 @@ impl TestEnv {
         format!("{}/{name}", server_url())
     }
 
+    /// A URL of this test's database as a read replica would serve it: a role of its
+    /// own, `<db_name>_reader`, that may only read schema `dora` and whose every
+    /// transaction is read-only, so a write, `CREATE SCHEMA` included, is refused.
+    /// The role is dropped by [`TestEnv::cleanup`].
+    pub async fn read_only_url(&self) -> String {
+        let role = format!("{}_reader", self.db_name);
+        // A password too, for servers that do not trust loopback; a test value.
+        let password = "reader-0123456789";
+        for statement in [
+            format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"),
+            format!("ALTER ROLE {role} SET default_transaction_read_only = on"),
+            format!(
+                "GRANT USAGE ON SCHEMA {} TO {role}",
+                dora_event::STORE_SCHEMA
+            ),
+            format!(
+                "GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {role}",
+                dora_event::STORE_SCHEMA
+            ),
+        ] {
+            sqlx::query(&statement)
+                .execute(&self.pool)
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        }
+        let mut url = reqwest::Url::parse(&self.database_url).expect("database URL");
+        url.set_username(&role).expect("a user name");
+        url.set_password(Some(password)).expect("a password");
+        url.to_string()
+    }
+
     /// Replaces database `to` with a copy of `from`, as a backup or a restore would:
     /// whoever is connected to either is cut off. `to` is dropped by
     /// [`TestEnv::cleanup`] when it is named `<db_name>_<suffix>`.
@@ -396,7 +428,8 @@ impl TestEnv {
             .expect("copy the database");
     }
 
-    /// Deletes the stream and drops the database (and the others made for this test).
+    /// Deletes the stream and drops the database (and the others, and the roles, made
+    /// for this test).
     pub async fn cleanup(self) {
         let _ = self.js.delete_stream(&self.stream).await;
         self.pool.close().await;
@@ -411,6 +444,18 @@ impl TestEnv {
             names.push(self.db_name.clone());
             for name in names {
                 let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await;
+            }
+            // Roles outlive databases; with the databases gone they hold nothing.
+            let roles: Vec<String> =
+                sqlx::query_scalar("SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)")
+                    .bind(format!("{}_", self.db_name))
+                    .fetch_all(&mut admin)
+                    .await
+                    .unwrap_or_default();
+            for role in roles {
+                let _ = sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
                     .execute(&mut admin)
                     .await;
             }

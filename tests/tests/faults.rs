@@ -41,7 +41,7 @@ const STRIKE_AT: usize = 5_000;
 /// The stream the binaries use by default.
 const STREAM: &str = "DORA_EVENTS";
 
-/// A 40-character source key, for the binaries that require one (`DORA_SOURCE_KEY`).
+/// A 40-character source key (`DORA_SOURCE_KEY`): the binaries run as recommended, signed.
 const SOURCE_KEY: &str = "faults-source-key-0123456789abcdef012345";
 
 /// The private NATS of a scenario: one server, or a three-node cluster.

@@ -320,15 +320,17 @@ pub async fn run(
     loop {
         match store::migrate(&pools.alerts).await {
             Ok(()) => break,
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?wait, "alert schema not ready; alerts wait for the database");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stopped(&mut shutdown) => return,
-                }
-                wait = (wait * 2).min(Duration::from_secs(60));
-            }
+            // Retried all the same: a failed-over primary becomes writable.
+            Err(e) if store::refuses_writes(&e) => tracing::error!(error = %e, retry_in = ?wait,
+                "the alert state's database refuses writes (is it a read replica?): set DORA_ALERTS_DATABASE_URL to a writable primary; alerts wait"),
+            Err(e) => tracing::warn!(error = %e, retry_in = ?wait,
+                "alert schema not ready; alerts wait for the database"),
         }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped(&mut shutdown) => return,
+        }
+        wait = (wait * 2).min(Duration::from_secs(60));
     }
     tracing::info!(interval = ?settings.interval, environments = ?settings.environments.0,
         slack = slack.has_webhook(), "alerts checking");

@@ -5,10 +5,23 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-/// How and when the API checks for regressions, and where it reports them. Flattened
-/// into the API's config; its `Debug` hides the webhook URL, which is a secret.
+/// How and when the API checks for regressions, where it keeps their state and where
+/// it reports them. Flattened into the API's config; its `Debug` hides the webhook URL,
+/// which is a secret, and the database password.
 #[derive(Clone, PartialEq, clap::Args)]
 pub struct AlertSettings {
+    /// PostgreSQL where the alert state lives (schema `dora_alerts`, which the API
+    /// creates, migrates and writes): a writable primary. Default: `DATABASE_URL`. Set
+    /// it when `DATABASE_URL` names a read replica; the API then writes nothing
+    /// through `DATABASE_URL`. Use [`AlertSettings::database_url_or`].
+    #[arg(
+        long = "alerts-database-url",
+        env = "DORA_ALERTS_DATABASE_URL",
+        value_name = "DORA_ALERTS_DATABASE_URL",
+        value_parser = dora_event::settings::database_url,
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
     /// Slack incoming-webhook URL for alerts; without it alerts are only logged. A
     /// secret: it is checked after parsing (see [`AlertSettings::check`]), because a
     /// parser's error message would print it.
@@ -55,6 +68,7 @@ impl Default for AlertSettings {
     /// The contract's defaults (a unit test holds them equal to clap's).
     fn default() -> Self {
         AlertSettings {
+            database_url: None,
             slack_webhook_url: None,
             public_url: None,
             interval: Duration::from_secs(15 * 60),
@@ -72,6 +86,13 @@ impl fmt::Debug for AlertSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AlertSettings")
             .field(
+                "database_url",
+                &self
+                    .database_url
+                    .as_deref()
+                    .map(dora_event::settings::redact_url),
+            )
+            .field(
                 "slack_webhook_url",
                 &self.slack_webhook_url.as_ref().map(|_| "***"),
             )
@@ -88,6 +109,12 @@ impl fmt::Debug for AlertSettings {
 }
 
 impl AlertSettings {
+    /// Where the alert state lives: `DORA_ALERTS_DATABASE_URL`, else `store_url`
+    /// (`DATABASE_URL`), as before the setting existed.
+    pub fn database_url_or<'a>(&'a self, store_url: &'a str) -> &'a str {
+        self.database_url.as_deref().unwrap_or(store_url)
+    }
+
     /// The webhook URL, parsed; an error names the setting but never shows its value.
     pub fn webhook(&self) -> Result<Option<Url>, crate::Error> {
         let Some(raw) = &self.slack_webhook_url else {
@@ -213,6 +240,11 @@ mod tests {
             ("--lead-time-rise", "-0.1", "DORA_ALERT_LEAD_TIME_RISE"),
             ("--lead-time-min", "1 hour", "DORA_ALERT_LEAD_TIME_MIN"),
             ("--public-url", "dora.example.com", "DORA_PUBLIC_URL"),
+            (
+                "--alerts-database-url",
+                "mysql://db/dora",
+                "DORA_ALERTS_DATABASE_URL",
+            ),
         ] {
             let message = parse(&[&format!("{flag}={value}")]).unwrap_err();
             assert!(message.contains(name), "{flag}={value}: {message}");
@@ -220,6 +252,18 @@ mod tests {
         let s = parse(&["--environments=prod, staging", "--interval=30s"]).unwrap();
         assert_eq!(s.environments.0, ["prod", "staging"]);
         assert_eq!(s.interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_alert_state_lives_in_database_url_unless_told_otherwise() {
+        let store = "postgres://reader@replica:5432/dora";
+        assert_eq!(parse(&[]).unwrap().database_url_or(store), store);
+        let primary = "postgres://dora:pr1maryPw@primary:5432/dora";
+        let s = parse(&[&format!("--alerts-database-url={primary}")]).unwrap();
+        assert_eq!(s.database_url_or(store), primary);
+        let shown = format!("{s:?}");
+        assert!(shown.contains("primary:5432"), "{shown}");
+        assert!(!shown.contains("pr1maryPw"), "{shown}");
     }
 
     #[test]

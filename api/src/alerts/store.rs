@@ -52,6 +52,18 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
     Ok(())
 }
 
+/// Whether `error` is the database refusing to write: a read-only transaction (a
+/// read replica, or `default_transaction_read_only`) or a role without the right.
+pub fn refuses_writes(error: &crate::Error) -> bool {
+    let sql = match error {
+        crate::Error::Database(e) => e,
+        crate::Error::Migrate(sqlx::migrate::MigrateError::Execute(e)) => e,
+        _ => return false,
+    };
+    // read_only_sql_transaction, insufficient_privilege.
+    matches!(sql, sqlx::Error::Database(e) if matches!(e.code().as_deref(), Some("25006" | "42501")))
+}
+
 /// One watched scope of one metric.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ScopeKey {

@@ -50,7 +50,7 @@ fn attempts(tag: &str, service: &str, end: DateTime<Utc>, n: usize, failed: usiz
 /// checkout: 0 of 4 attempts failed in the prior week, 3 of 7 in the current one.
 /// search: 40 clean attempts in each, so all services together stay within tolerance
 /// (0/44 to 3/47 = 6.4%) and the one regression is checkout's.
-fn cfr_fixture(now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn cfr_fixture(now: DateTime<Utc>) -> Vec<Value> {
     let week = TimeDelta::days(7);
     let mut events = attempts("prior", "checkout", now - week, 4, 0);
     events.extend(attempts("current", "checkout", now, 7, 3));

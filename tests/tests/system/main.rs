@@ -20,5 +20,6 @@ mod openapi;
 mod position;
 mod projector;
 mod replay;
+mod replica;
 mod source;
 mod trend;

@@ -796,7 +796,9 @@ async fn two_projectors_on_one_consumer_keep_the_first_copy_of_an_id() {
         &env.pool,
         &[dora_projector::decode::decode(
             &env.prefix,
-            &dora_system_tests::source_keys(dora_system_tests::SOURCE_KEY),
+            Some(&dora_system_tests::source_keys(
+                dora_system_tests::SOURCE_KEY,
+            )),
             incoming,
         )],
     )

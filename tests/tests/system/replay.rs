@@ -741,3 +741,53 @@ async fn a_batch_of_only_rejected_messages_during_the_swap_lands_in_the_new_stor
     assert_eq!(env.event_count().await, 3);
     env.cleanup().await;
 }
+
+/// A first start on a stream that already holds a history (a backfill published
+/// straight to NATS, a new database) builds the empty store by the bulk path, then
+/// follows from the built store's position: everything once, facts derived, and what
+/// arrives afterwards appended as usual.
+#[tokio::test]
+async fn an_empty_store_on_a_long_stream_is_built_by_the_bulk_path_first() {
+    let env = TestEnv::new().await;
+    env.publish_deploys(0..600).await;
+    // A rollback of deploy 7's sha, so the facts have something to derive.
+    env.publish_raw(
+        &env.subject("prod", "api", "rollback"),
+        json!({"id": "r-7", "kind": "rollback", "service": "api", "git_sha": "000007"})
+            .to_string()
+            .as_bytes(),
+        None,
+    )
+    .await;
+    let projector = env
+        .spawn_projector(dora_projector::Config {
+            bulk_from: 500,
+            ..env.projector_config()
+        })
+        .await;
+    env.wait_for_events(601).await;
+    // What arrives afterwards is appended as usual, by the consumer made next.
+    env.publish_deploys(600..610).await;
+    env.wait_for_events(611).await;
+    env.wait_until_all_acked().await;
+    assert_eq!(env.event_count().await, 611);
+    // The consumer was made after the store was built: from the store's position, not
+    // from the start of the stream as for an empty store.
+    let info = env.consumer_info().await;
+    assert!(
+        matches!(
+            info.config.deliver_policy,
+            async_nats::jetstream::consumer::DeliverPolicy::ByStartSequence { .. }
+        ),
+        "{:?}",
+        info.config.deliver_policy
+    );
+    let failed_by: Option<String> =
+        sqlx::query_scalar("SELECT failed_by FROM deploy_facts WHERE event_id = 'e-7'")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(failed_by.as_deref(), Some("r-7"));
+    projector.stop().await.unwrap();
+    env.cleanup().await;
+}

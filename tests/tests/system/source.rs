@@ -1,5 +1,7 @@
 //! Whose event is it: the gateway signs the `source` it publishes, and the projector
 //! keeps a claimed source only when its signature checks; anything else is `nats`.
+//! Without `DORA_SOURCE_KEY` (the contract does not require it) the claim is kept as
+//! made, unverified.
 
 use dora_event::settings::LogFormat;
 use dora_event::signature::SIGNATURE_HEADER;
@@ -208,10 +210,10 @@ async fn a_rotated_key_keeps_the_sources_signed_with_either_key() {
     // too, as the rotation has it), and a projector that accepts both.
     let old = env.spawn_ingest(env.ingest_config()).await;
     let mut config = env.ingest_config();
-    config.sources = source_keys(&format!("{OTHER_KEY},{SOURCE_KEY}"));
+    config.sources = Some(source_keys(&format!("{OTHER_KEY},{SOURCE_KEY}")));
     let new = env.spawn_ingest(config).await;
     let mut config = env.projector_config();
-    config.sources = source_keys(&format!("{OTHER_KEY}, {SOURCE_KEY}"));
+    config.sources = Some(source_keys(&format!("{OTHER_KEY}, {SOURCE_KEY}")));
     let projector = env.spawn_projector(config.clone()).await;
 
     let (status, body) = post_events(&old.url, Some(CI_TOKEN), &deploy("via-old")).await;
@@ -226,12 +228,115 @@ async fn a_rotated_key_keeps_the_sources_signed_with_either_key() {
 
     // The new gateway signed with the new key: once the old key is dropped, its event
     // keeps its source and the old gateway's does not.
-    config.sources = source_keys(OTHER_KEY);
+    config.sources = Some(source_keys(OTHER_KEY));
     dora_projector::replay(&config).await.unwrap();
     assert_eq!(source_of(&env, "via-new").await, "pager");
     assert_eq!(source_of(&env, "via-old").await, "nats");
 
     new.stop().await.unwrap();
     old.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+/// The WARN lines of a JSON log that say `DORA_SOURCE_KEY` is not set, by target.
+fn unverified_warnings(logs: &str, target: &str) -> usize {
+    logs.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| {
+            l["level"] == "WARN"
+                && l["target"] == target
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("DORA_SOURCE_KEY is not set"))
+        })
+        .count()
+}
+
+// Current-thread runtime, so the processes' warnings reach this test's subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn without_a_key_the_claimed_source_is_kept_unverified() {
+    let env = TestEnv::new().await;
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = dora_event::process::subscriber(
+        "dora_projector=warn,dora_ingest=warn",
+        LogFormat::Json,
+        false,
+        move || writer.clone(),
+    );
+    let guard = tracing::subscriber::set_default(subscriber);
+
+    // A deployment that follows the contract alone: no key on either side.
+    let mut config = env.ingest_config();
+    config.sources = None;
+    let ingest = env.spawn_ingest(config).await;
+    let mut unkeyed = env.projector_config();
+    unkeyed.sources = None;
+    let projector = env.spawn_projector(unkeyed.clone()).await;
+
+    let (status, body) = post_events(&ingest.url, Some(CI_TOKEN), &deploy("by-ci")).await;
+    assert_eq!(status, 202, "{body}");
+    publish_claiming(&env, "unsigned", Some("pager"), None).await;
+    publish_claiming(&env, "plain", None, None).await;
+    env.wait_for_events(3).await;
+    // The gateway's event keeps its token's name; so does anyone's claim on NATS.
+    assert_eq!(source_of(&env, "by-ci").await, "ci");
+    assert_eq!(source_of(&env, "unsigned").await, "pager");
+    assert_eq!(source_of(&env, "plain").await, "nats");
+    assert_eq!(refused(&projector.url).await, 0.0);
+    // The gateway sent its claim unsigned.
+    let stream = env.js.get_stream(&env.stream).await.unwrap();
+    let message = stream.get_raw_message(1).await.unwrap();
+    assert_eq!(
+        message
+            .headers
+            .get(dora_event::SOURCE_HEADER)
+            .map(|v| v.as_str()),
+        Some("ci")
+    );
+    assert!(
+        message.headers.get(SIGNATURE_HEADER).is_none(),
+        "{:?}",
+        message.headers
+    );
+    projector.stop().await.unwrap();
+
+    // A projector with a key, behind the same unkeyed gateway: the unsigned claim is
+    // stored as `nats` and counted, as any unsigned claim.
+    let keyed = env.spawn_projector(env.projector_config()).await;
+    let (status, body) = post_events(&ingest.url, Some(PAGER_TOKEN), &deploy("by-pager")).await;
+    assert_eq!(status, 202, "{body}");
+    env.wait_for_events(4).await;
+    assert_eq!(source_of(&env, "by-pager").await, "nats");
+    eventually("the unsigned claim counted", || async {
+        refused(&keyed.url).await == 1.0
+    })
+    .await;
+    keyed.stop().await.unwrap();
+
+    // Replay decides as the projector it runs as: with the key every claim is `nats`,
+    // without it every claim is kept again.
+    dora_projector::replay(&env.projector_config())
+        .await
+        .unwrap();
+    for id in ["by-ci", "unsigned", "by-pager"] {
+        assert_eq!(
+            source_of(&env, id).await,
+            "nats",
+            "{id} after a keyed replay"
+        );
+    }
+    dora_projector::replay(&unkeyed).await.unwrap();
+    assert_eq!(source_of(&env, "by-ci").await, "ci");
+    assert_eq!(source_of(&env, "unsigned").await, "pager");
+    assert_eq!(source_of(&env, "by-pager").await, "pager");
+    ingest.stop().await.unwrap();
+    drop(guard);
+
+    // Each unkeyed process said so once at start (the projector also at its replay);
+    // the keyed ones said nothing.
+    let logs = captured.text();
+    assert_eq!(unverified_warnings(&logs, "dora_ingest"), 1, "{logs}");
+    assert_eq!(unverified_warnings(&logs, "dora_projector"), 2, "{logs}");
     env.cleanup().await;
 }
