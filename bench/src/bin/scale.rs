@@ -464,10 +464,10 @@ async fn replay(env: &TestEnv, events: usize) -> anyhow::Result<(f64, f64)> {
         .spawn()
         .context("start dora-projector replay")?;
     let pid = child.id().context("replay's pid")?;
-    let mut peak_kb = 0u64;
+    let mut peak = 0u64;
     let status = loop {
-        if let Some(kb) = vm_hwm_kb(pid) {
-            peak_kb = peak_kb.max(kb);
+        if let Some(memory) = dora_bench::procs::memory(pid) {
+            peak = peak.max(memory.peak);
         }
         tokio::select! {
             status = child.wait() => break status?,
@@ -481,20 +481,7 @@ async fn replay(env: &TestEnv, events: usize) -> anyhow::Result<(f64, f64)> {
         stored == events as i64,
         "the replay stored every event: {stored} of {events}"
     );
-    Ok((rate, peak_kb as f64 / 1024.0))
-}
-
-/// `VmHWM` of a process, in kB: its peak resident set so far.
-fn vm_hwm_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+    Ok((rate, peak as f64 / (1024.0 * 1024.0)))
 }
 
 /// What the store holds after the replay: the facts were really derived.
