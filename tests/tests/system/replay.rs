@@ -450,15 +450,17 @@ async fn a_message_rejected_while_the_replay_builds_is_in_the_new_store() {
     let outcome = replay.await.unwrap().unwrap();
     assert_eq!(outcome.last_seq, 1);
 
-    let kept: Vec<i64> = sqlx::query_scalar("SELECT stream_seq FROM rejected_events")
-        .fetch_all(&env.pool)
-        .await
-        .unwrap();
-    assert_eq!(
-        kept,
-        vec![2],
-        "the rejection the live projector acked is kept"
-    );
+    // When the live projector's batch waited behind the swap, it commits into the new
+    // store after the swap: a moment after the replay returned, on a busy machine.
+    eventually("the rejection the live projector acked is kept", || async {
+        let kept: Vec<i64> = sqlx::query_scalar("SELECT stream_seq FROM rejected_events")
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+        assert!(kept.len() <= 1, "kept once: {kept:?}");
+        kept == vec![2]
+    })
+    .await;
     projector.stop().await.unwrap();
     env.cleanup().await;
 }
