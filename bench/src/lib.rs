@@ -9,6 +9,7 @@
 //!   every process per phase ([`procs`]).
 
 pub mod procs;
+pub mod raw;
 
 use std::sync::Arc;
 use std::time::Duration;

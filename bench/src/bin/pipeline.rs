@@ -38,14 +38,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::HeaderMap;
 use clap::Parser;
 use dora_bench::procs::{self, Cpu, Group, Memory, Usage};
 use dora_bench::{demo_events, drained, post_events, shuffle, Spread};
 use dora_system_tests::children::{Binary, Dora};
-use dora_system_tests::{source_keys, TestEnv, CI_TOKEN, PAGER_TOKEN, SOURCE_KEY};
+use dora_system_tests::{TestEnv, CI_TOKEN, PAGER_TOKEN, SOURCE_KEY};
 use serde_json::Value;
-use sqlx::postgres::PgPoolOptions;
 
 /// What each process's peak resident memory should stay under.
 const MEMORY_TARGET_MB: f64 = 64.0;
@@ -315,96 +313,21 @@ async fn one_run(args: &Args, events: usize, singles: usize, run: u64) -> anyhow
     let mut phases = Vec::new();
 
     // 1. Raw JetStream, into this run's stream, signed as the gateway signs.
-    let keys = source_keys(SOURCE_KEY);
+    let messages = Arc::new(
+        raw.iter()
+            .map(dora_bench::raw::Message::of)
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    );
     let from = cpu.sample();
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let (js, raw, prefix, batch, keys) = (
-            env.js.clone(),
-            raw.clone(),
-            env.prefix.clone(),
-            args.batch,
-            keys.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mine: Vec<&Value> = raw.iter().skip(c).step_by(clients).collect();
-            for window in mine.chunks(batch) {
-                let mut acks = Vec::with_capacity(window.len());
-                for e in window {
-                    let id = e["id"].as_str().unwrap_or_default();
-                    let mut headers = HeaderMap::new();
-                    headers.insert(dora_event::MSG_ID_HEADER, id);
-                    headers.insert(dora_event::SOURCE_HEADER, "ci");
-                    headers.insert(
-                        dora_event::signature::SIGNATURE_HEADER,
-                        keys.sign(id, "ci").as_str(),
-                    );
-                    let subject = format!(
-                        "{prefix}.{}.{}.{}",
-                        e["environment"].as_str().unwrap_or("prod"),
-                        e["service"].as_str().unwrap_or("x"),
-                        e["kind"].as_str().unwrap_or("x")
-                    );
-                    acks.push(
-                        js.publish_with_headers(subject, headers, serde_json::to_vec(e)?.into())
-                            .await?,
-                    );
-                }
-                for ack in acks {
-                    ack.await?;
-                }
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let raw_js = events as f64 / started.elapsed().as_secs_f64();
+    let raw_js =
+        dora_bench::raw::publish(&env.js, &env.prefix, messages.clone(), clients, args.batch)
+            .await?;
     phases.push(("raw JetStream", cpu.since(&from)));
 
     // 2. Raw PostgreSQL multi-row inserts, as many connections as clients.
-    let pg = PgPoolOptions::new()
-        .max_connections(clients as u32)
-        .connect(&env.database_url)
-        .await?;
-    sqlx::query("CREATE TABLE public.bench_raw (id text PRIMARY KEY, kind text, service text, git_sha text, body jsonb)")
-        .execute(&pg)
-        .await?;
     let from = cpu.sample();
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let (pg, raw, batch) = (pg.clone(), raw.clone(), args.batch);
-        tasks.push(tokio::spawn(async move {
-            let mine: Vec<&Value> = raw.iter().skip(c).step_by(clients).collect();
-            for chunk in mine.chunks(batch) {
-                let col = |f: &str| {
-                    chunk
-                        .iter()
-                        .map(|e| e[f].as_str().map(str::to_owned))
-                        .collect::<Vec<_>>()
-                };
-                let bodies: Vec<Value> = chunk.iter().map(|e| (*e).clone()).collect();
-                sqlx::query("INSERT INTO public.bench_raw SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[])")
-                    .bind(col("id"))
-                    .bind(col("kind"))
-                    .bind(col("service"))
-                    .bind(col("git_sha"))
-                    .bind(bodies)
-                    .execute(&pg)
-                    .await?;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let raw_pg = events as f64 / started.elapsed().as_secs_f64();
+    let raw_pg = dora_bench::raw::insert(&env.database_url, messages, clients, args.batch).await?;
     phases.push(("raw PostgreSQL", cpu.since(&from)));
-    pg.close().await;
 
     // A dashboard asking while dora works, from here on.
     let asking = Arc::new(AtomicBool::new(true));

@@ -30,13 +30,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use async_nats::HeaderMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::Parser;
+use dora_bench::raw::{self, Message};
 use dora_bench::{drained, percentiles, production_projector_config, shuffle, Rng, END};
-use dora_demo::generate::Event;
-use dora_system_tests::{source_keys, TestEnv, SOURCE_KEY};
-use sqlx::postgres::PgPoolOptions;
+use dora_system_tests::{TestEnv, SOURCE_KEY};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -66,30 +64,6 @@ struct Args {
     /// Keep the full store's database and stream afterwards, for EXPLAIN and friends.
     #[arg(long)]
     keep: bool,
-}
-
-/// One event ready to publish: its subject's tail (`env.service.kind`), id and body.
-struct Message {
-    tail: String,
-    id: String,
-    body: Vec<u8>,
-}
-
-impl Message {
-    fn of(event: &Event) -> anyhow::Result<Message> {
-        Ok(Message {
-            tail: format!(
-                "{}.{}.{}",
-                event.environment,
-                event.service,
-                serde_json::to_value(event.kind)?
-                    .as_str()
-                    .unwrap_or_default()
-            ),
-            id: event.id.clone(),
-            body: serde_json::to_vec(event)?,
-        })
-    }
 }
 
 /// One line of the table.
@@ -141,11 +115,24 @@ async fn main() -> anyhow::Result<()> {
     let backfill = Arc::new(backfill);
 
     // 2. Raw JetStream: this is the stream the replay reads.
-    let raw_js = publish_raw(&env, backfill.clone(), &args).await?;
+    let raw_js = raw::publish(
+        &env.js,
+        &env.prefix,
+        backfill.clone(),
+        args.clients,
+        args.batch,
+    )
+    .await?;
     println!("  raw JetStream publish: {raw_js:.0} events/s");
 
     // 3. Raw PostgreSQL.
-    let raw_pg = insert_raw(&env, backfill.clone(), &args).await?;
+    let raw_pg = raw::insert(
+        &env.database_url,
+        backfill.clone(),
+        args.clients,
+        args.batch,
+    )
+    .await?;
     println!("  raw PostgreSQL insert: {raw_pg:.0} events/s");
     drop(backfill);
 
@@ -292,7 +279,7 @@ fn backfill(args: &Args, end: DateTime<Utc>) -> anyhow::Result<Vec<Message>> {
                 .events
                 .iter()
                 .take(args.events)
-                .map(Message::of)
+                .map(|e| Message::of(&serde_json::to_value(e)?))
                 .collect::<anyhow::Result<_>>()?;
             shuffle(&mut events, args.seed);
             return Ok(events);
@@ -351,96 +338,6 @@ async fn live_appends(
     );
     ingest.stop().await?;
     projector.stop().await?;
-    Ok(rate)
-}
-
-/// Publishes `events` to the stream as the gateway would (id header, signed source),
-/// in pipelined windows of `--batch` from `--clients` tasks; events per second acked.
-async fn publish_raw(env: &TestEnv, events: Arc<Vec<Message>>, args: &Args) -> anyhow::Result<f64> {
-    let keys = source_keys(SOURCE_KEY);
-    let clients = args.clients.max(1);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let (js, events, prefix, batch, keys) = (
-            env.js.clone(),
-            events.clone(),
-            env.prefix.clone(),
-            args.batch,
-            keys.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mine: Vec<&Message> = events.iter().skip(c).step_by(clients).collect();
-            for window in mine.chunks(batch) {
-                let mut acks = Vec::with_capacity(window.len());
-                for m in window {
-                    let mut headers = HeaderMap::new();
-                    headers.insert(dora_event::MSG_ID_HEADER, m.id.as_str());
-                    headers.insert(dora_event::SOURCE_HEADER, "ci");
-                    headers.insert(
-                        dora_event::signature::SIGNATURE_HEADER,
-                        keys.sign(&m.id, "ci").as_str(),
-                    );
-                    acks.push(
-                        js.publish_with_headers(
-                            format!("{prefix}.{}", m.tail),
-                            headers,
-                            m.body.clone().into(),
-                        )
-                        .await?,
-                    );
-                }
-                for ack in acks {
-                    ack.await?;
-                }
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(events.len() as f64 / started.elapsed().as_secs_f64())
-}
-
-/// Multi-row inserts of the same events into a bare table with a primary key (no
-/// facts, no other index), from `--clients` connections; events per second.
-async fn insert_raw(env: &TestEnv, events: Arc<Vec<Message>>, args: &Args) -> anyhow::Result<f64> {
-    let clients = args.clients.max(1);
-    let pg = PgPoolOptions::new()
-        .max_connections(clients as u32)
-        .connect(&env.database_url)
-        .await?;
-    sqlx::query("CREATE TABLE public.bench_raw (id text PRIMARY KEY, subject text, body bytea)")
-        .execute(&pg)
-        .await?;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let (pg, events, batch) = (pg.clone(), events.clone(), args.batch);
-        tasks.push(tokio::spawn(async move {
-            let mine: Vec<&Message> = events.iter().skip(c).step_by(clients).collect();
-            for chunk in mine.chunks(batch) {
-                sqlx::query(
-                    "INSERT INTO public.bench_raw SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])",
-                )
-                .bind(chunk.iter().map(|m| m.id.clone()).collect::<Vec<_>>())
-                .bind(chunk.iter().map(|m| m.tail.clone()).collect::<Vec<_>>())
-                .bind(chunk.iter().map(|m| m.body.clone()).collect::<Vec<_>>())
-                .execute(&pg)
-                .await?;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let rate = events.len() as f64 / started.elapsed().as_secs_f64();
-    sqlx::query("DROP TABLE public.bench_raw")
-        .execute(&pg)
-        .await?;
-    pg.close().await;
     Ok(rate)
 }
 
