@@ -1,6 +1,6 @@
 //! `GET /dora` over HTTP: the contract's JSON and its 400s.
 
-use dora_system_tests::{get_json, TestEnv};
+use dora_system_tests::{eventually, get_json, TestEnv};
 use serde_json::json;
 
 #[tokio::test]
@@ -192,6 +192,17 @@ async fn read_tokens_guard_every_route_but_the_probes() {
     config.tokens = Some(dora_event::tokens::Tokens::parse("team=team-secret-0123456789").unwrap());
     let api = env.spawn_api_with(config).await;
     let client = reqwest::Client::new();
+    // /alerts answers 503 until the alert loop has created its schema, a moment after
+    // start (a race a loaded CI machine lost once): wait for it, with a token.
+    eventually("the alert state is ready", || async {
+        client
+            .get(format!("{}/alerts", api.url))
+            .bearer_auth("team-secret-0123456789")
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
     let basic = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode("alice:team-secret-0123456789")
