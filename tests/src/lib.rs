@@ -615,6 +615,20 @@ impl Rng {
 pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl Captured {
+    /// Captures the JSON log lines that `filter` lets through, from this thread, until
+    /// the guard is dropped: a process started in the test logs into it.
+    pub fn json_logs(filter: &str) -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = dora_event::process::subscriber(
+            filter,
+            dora_event::settings::LogFormat::Json,
+            false,
+            move || writer.clone(),
+        );
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
     /// Everything written so far.
     pub fn text(&self) -> String {
         let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();

@@ -694,13 +694,7 @@ fn the_grafana_dashboard_is_importable() {
 #[tokio::test(flavor = "current_thread")]
 async fn json_logs_are_one_json_object_per_line() {
     let env = TestEnv::new().await;
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber =
-        dora_event::process::subscriber("dora_ingest=info", LogFormat::Json, false, move || {
-            writer.clone()
-        });
-    let guard = tracing::subscriber::set_default(subscriber);
+    let (captured, guard) = Captured::json_logs("dora_ingest=info");
     let ingest = env.spawn_ingest(env.ingest_config()).await;
     let event = json!({"id": "log-1", "kind": "deploy", "service": "api", "git_sha": "abcd"});
     assert_eq!(

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
-use dora_event::settings::LogFormat;
 use dora_system_tests::{eventually, get_json, Captured, TestEnv};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -66,13 +65,7 @@ async fn on_a_read_replica_the_api_reads_it_and_keeps_the_alert_state_on_the_pri
 
     let primary_url = env.another_database("alerts").await;
     let primary = PgPool::connect(&primary_url).await.unwrap();
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber =
-        dora_event::process::subscriber("dora_api=info", LogFormat::Json, false, move || {
-            writer.clone()
-        });
-    let guard = tracing::subscriber::set_default(subscriber);
+    let (captured, guard) = Captured::json_logs("dora_api=info");
     let mut config = env.api_config();
     config.database.url = replica;
     config.alerts.database_url = Some(primary_url);
@@ -147,13 +140,7 @@ async fn without_the_setting_the_alert_state_lives_in_database_url() {
 
     // So on a replica, without the setting, the alert state has nowhere to go: the
     // metrics answer, the alerts do not, and the log says which setting is missing.
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber =
-        dora_event::process::subscriber("dora_api=info", LogFormat::Json, false, move || {
-            writer.clone()
-        });
-    let guard = tracing::subscriber::set_default(subscriber);
+    let (captured, guard) = Captured::json_logs("dora_api=info");
     let mut config = env.api_config();
     config.database.url = env.read_only_url().await;
     sqlx::query("DROP SCHEMA dora_alerts CASCADE")

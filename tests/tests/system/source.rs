@@ -3,7 +3,6 @@
 //! Without `DORA_SOURCE_KEY` (the contract does not require it) the claim is kept as
 //! made, unverified.
 
-use dora_event::settings::LogFormat;
 use dora_event::signature::SIGNATURE_HEADER;
 use dora_system_tests::{
     eventually, post_events, source_keys, Captured, TestEnv, CI_TOKEN, PAGER_TOKEN, SOURCE_KEY,
@@ -68,13 +67,7 @@ async fn refused(base: &str) -> f64 {
 #[tokio::test(flavor = "current_thread")]
 async fn a_forged_source_on_nats_is_stored_as_nats_and_counted() {
     let env = TestEnv::new().await;
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber =
-        dora_event::process::subscriber("dora_projector=warn", LogFormat::Json, false, move || {
-            writer.clone()
-        });
-    let guard = tracing::subscriber::set_default(subscriber);
+    let (captured, guard) = Captured::json_logs("dora_projector=warn");
     let projector = env.spawn_projector(env.projector_config()).await;
 
     // No header at all: a plain NATS publisher, nothing claimed, nothing refused.
@@ -256,15 +249,7 @@ fn unverified_warnings(logs: &str, target: &str) -> usize {
 #[tokio::test(flavor = "current_thread")]
 async fn without_a_key_the_claimed_source_is_kept_unverified() {
     let env = TestEnv::new().await;
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = dora_event::process::subscriber(
-        "dora_projector=warn,dora_ingest=warn",
-        LogFormat::Json,
-        false,
-        move || writer.clone(),
-    );
-    let guard = tracing::subscriber::set_default(subscriber);
+    let (captured, guard) = Captured::json_logs("dora_projector=warn,dora_ingest=warn");
 
     // A deployment that follows the contract alone: no key on either side.
     let mut config = env.ingest_config();
