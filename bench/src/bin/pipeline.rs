@@ -40,10 +40,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use dora_bench::procs::{self, Cpu, Group, Memory, Usage};
-use dora_bench::{demo_events, drained, post_events, shuffle, Spread};
+use dora_bench::{demo_events, drained, post_bodies, post_events, shuffle, Spread};
 use dora_system_tests::children::{Binary, Dora};
 use dora_system_tests::{TestEnv, CI_TOKEN, PAGER_TOKEN, SOURCE_KEY};
-use serde_json::Value;
 
 /// What each process's peak resident memory should stay under.
 const MEMORY_TARGET_MB: f64 = 64.0;
@@ -373,9 +372,14 @@ async fn one_run(args: &Args, events: usize, singles: usize, run: u64) -> anyhow
     let (single_accepted, single_end_to_end) = if singles == 0 {
         (f64::NAN, f64::NAN)
     } else {
+        // Serialized beforehand: the client's JSON is not dora's cost.
+        let bodies = single
+            .iter()
+            .map(serde_json::to_vec)
+            .collect::<Result<Vec<_>, _>>()?;
         let from = cpu.sample();
         let started = Instant::now();
-        post_singles(&ingest.url(), &single, args.connections.max(1)).await?;
+        post_bodies(&ingest.url(), Arc::new(bodies), args.connections).await?;
         let accepted = singles as f64 / started.elapsed().as_secs_f64();
         phases.push(("single: until the last 202", cpu.since(&from)));
         let from = cpu.sample();
@@ -452,47 +456,6 @@ async fn one_run(args: &Args, events: usize, singles: usize, run: u64) -> anyhow
         memory,
         cpu: phases,
     })
-}
-
-/// Posts each event as its own request from `connections` concurrent clients on
-/// kept-alive connections; returns when every request has had its `202`.
-async fn post_singles(url: &str, events: &[Value], connections: usize) -> anyhow::Result<()> {
-    // Serialized beforehand: the client's JSON is not dora's cost.
-    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
-        events
-            .iter()
-            .map(serde_json::to_vec)
-            .collect::<Result<_, _>>()?,
-    );
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .build()?;
-    let mut tasks = Vec::new();
-    for c in 0..connections {
-        let (client, bodies, url) = (client.clone(), bodies.clone(), format!("{url}/events"));
-        tasks.push(tokio::spawn(async move {
-            for body in bodies.iter().skip(c).step_by(connections) {
-                let response = client
-                    .post(&url)
-                    .bearer_auth(CI_TOKEN)
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await?;
-                let status = response.status();
-                anyhow::ensure!(
-                    status == 202,
-                    "POST /events: {status}: {}",
-                    response.text().await.unwrap_or_default()
-                );
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(())
 }
 
 /// Asks `/dora?days=7` once a second while `asking`; returns the answers with `200`,
