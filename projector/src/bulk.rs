@@ -313,9 +313,7 @@ impl BulkLoad {
         );
         self.buffered = 0;
         if self.chunks.send(chunk).await.is_err() {
-            let (closed, _) = tokio::sync::mpsc::channel(1);
-            let writer = std::mem::replace(&mut self.chunks, closed);
-            drop(writer);
+            // The receiver is gone: the writer has returned, with its error.
             return match (&mut self.writer).await {
                 Ok(Err(e)) => Err(e),
                 Ok(Ok(_)) | Err(_) => Err(crate::Error::BulkWriter),
@@ -332,7 +330,7 @@ impl BulkLoad {
         let BulkLoad {
             chunks,
             writer,
-            deferred,
+            mut deferred,
             mut applied,
             messages,
             progress,
@@ -340,56 +338,54 @@ impl BulkLoad {
         } = self;
         drop(chunks);
         let mut conn = writer.await.map_err(|_| crate::Error::BulkWriter)??;
-        let conn = &mut conn;
         tracing::info!(messages, took = ?progress.started.elapsed(), "bulk load: the log is copied");
         // Sorts and index builds in memory where they fit; on this connection only, and
         // reset before it goes back to the pool.
         for setting in ["work_mem = '256MB'", "maintenance_work_mem = '512MB'"] {
             sqlx::query(&format!("SET {setting}"))
-                .execute(&mut **conn)
+                .execute(&mut *conn)
                 .await?;
         }
         let step = Instant::now();
-        let mut deferred = deferred;
+        // Every valid message was copied; the later copies of an id are all that goes.
+        let mut removed = 0;
         if let Some(at) = deferred.iter().position(|(name, _)| name == LOG_KEY) {
             let (_, log_key) = deferred.remove(at);
-            if let Err(e) = sqlx::query(&log_key).execute(&mut **conn).await {
+            if let Err(e) = sqlx::query(&log_key).execute(&mut *conn).await {
                 if !matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23505")) {
                     return Err(e.into());
                 }
-                let mut tx = sqlx::Connection::begin(&mut **conn).await?;
-                for statement in KEEP_FIRST_COPIES {
-                    sqlx::query(statement).execute(&mut *tx).await?;
-                }
+                let [disable, delete, enable] = KEEP_FIRST_COPIES;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                sqlx::query(disable).execute(&mut *tx).await?;
+                removed = sqlx::query(delete).execute(&mut *tx).await?.rows_affected();
+                sqlx::query(enable).execute(&mut *tx).await?;
                 tx.commit().await?;
-                sqlx::query(&log_key).execute(&mut **conn).await?;
+                sqlx::query(&log_key).execute(&mut *conn).await?;
             }
         }
-        let inserted: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-            .fetch_one(&mut **conn)
-            .await?;
-        let inserted = u64::try_from(inserted).unwrap_or(0);
+        let inserted = (messages - applied.rejected).saturating_sub(removed);
         tracing::info!(events = inserted, took = ?step.elapsed(), "bulk load: the log is keyed");
         let step = Instant::now();
         for statement in MARKED_KEYS {
-            sqlx::query(statement).execute(&mut **conn).await?;
+            sqlx::query(statement).execute(&mut *conn).await?;
         }
         let deploys = sqlx::query(DERIVE_DEPLOY_FACTS)
-            .execute(&mut **conn)
+            .execute(&mut *conn)
             .await?
             .rows_affected();
         sqlx::query("DROP TABLE marked_keys")
-            .execute(&mut **conn)
+            .execute(&mut *conn)
             .await?;
         let incidents = sqlx::query(DERIVE_INCIDENT_FACTS)
-            .execute(&mut **conn)
+            .execute(&mut *conn)
             .await?
             .rows_affected();
         tracing::info!(deploys, incidents, took = ?step.elapsed(), "bulk load: facts derived");
         let step = Instant::now();
         for (name, definition) in deferred {
             let index = Instant::now();
-            sqlx::query(&definition).execute(&mut **conn).await?;
+            sqlx::query(&definition).execute(&mut *conn).await?;
             tracing::debug!(%name, took = ?index.elapsed(), "bulk load: index built");
         }
         tracing::info!(took = ?step.elapsed(), "bulk load: indexes built");
@@ -403,20 +399,19 @@ impl BulkLoad {
         // tables only: a bare VACUUM would visit every schema of the database.
         let step = Instant::now();
         sqlx::query("VACUUM (FREEZE, ANALYZE) deploy_facts, incident_facts")
-            .execute(&mut **conn)
+            .execute(&mut *conn)
             .await?;
         sqlx::query("ANALYZE events, rejected_events")
-            .execute(&mut **conn)
+            .execute(&mut *conn)
             .await?;
         tracing::info!(took = ?step.elapsed(), "bulk load: vacuumed and analysed");
         sqlx::query("UPDATE store_position SET last_seq = greatest(last_seq, $1)")
             .bind(i64::try_from(last_seq).unwrap_or(i64::MAX))
-            .execute(&mut **conn)
+            .execute(&mut *conn)
             .await?;
-        sqlx::query("RESET ALL").execute(&mut **conn).await?;
-        let valid = messages - applied.rejected;
+        sqlx::query("RESET ALL").execute(&mut *conn).await?;
         applied.inserted = inserted;
-        applied.duplicates = valid - inserted.min(valid);
+        applied.duplicates = removed;
         tracing::info!(messages, took = ?progress.started.elapsed(), "bulk load: done");
         Ok(applied)
     }

@@ -768,6 +768,12 @@ async fn the_bulk_path_leaves_the_same_store_as_the_live_path() {
         }
         let applied = load.finish(last).await.unwrap();
         assert_eq!(applied.rejected, 10, "seed {seed:x}");
+        assert_eq!(applied.duplicates, 60, "seed {seed:x}: the repeated ids");
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&bulk)
+            .await
+            .unwrap();
+        assert_eq!(applied.inserted, stored as u64, "seed {seed:x}");
         assert_eq!(
             applied.inserted + applied.duplicates + applied.rejected,
             last,
