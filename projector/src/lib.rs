@@ -181,8 +181,11 @@ async fn first_fill(
         .consumer
         .clone()
         .unwrap_or_else(|| consume::default_consumer(&position.store_id));
-    if stream.consumer_info(&name).await.is_ok() {
-        return Ok(());
+    match stream.consumer_info(&name).await {
+        Err(e) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => {}
+        // It exists, or the server did not say: follow as usual, the batch path
+        // misses nothing either way.
+        _ => return Ok(()),
     }
     let messages = stream
         .info()
