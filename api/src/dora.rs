@@ -1,5 +1,5 @@
 //! The four DORA metrics over one window (CONTRACT.md section 5), computed with SQL at
-//! query time.
+//! query time (the medians selected here from the values SQL collects: [`median`]).
 //!
 //! They read the per-attempt and per-incident facts the projector derives from the log
 //! in the transaction that appends each event (`deploy_facts`, `incident_facts`), so a
@@ -8,19 +8,21 @@
 //! The queries run in one read-only, repeatable-read transaction, so the numbers of one
 //! answer come from one state of the log.
 //!
-//! Beside it: [`grouped`] (many windows, or every service, in one pass: the trend),
+//! The queries are [`grouped`]'s (many windows, or every service, in one pass: the
+//! trend), with one window. Beside it:
 //! [`failures`] (the failed attempts of a window and what failed each, the open
-//! incidents, the services), and [`levels`] (the performance-level table).
+//! incidents, the services), [`levels`] (the performance-level table) and [`median`].
 
 pub mod failures;
 pub mod grouped;
 pub mod levels;
+pub mod median;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 
-pub use grouped::compute_grouped;
+pub use grouped::{compute_grouped, compute_grouped_sending};
 use levels::Level;
 
 /// What to measure.
@@ -133,50 +135,6 @@ pub struct TimeToRestore {
     pub level: Option<Level>,
 }
 
-/// Deployment frequency, lead time and change failure rate share one row set, the
-/// deploy attempts in the window, so one scan computes all three. A successful attempt
-/// is one whose own outcome was success; it counts in frequency and lead time even if
-/// a rollback later marks it failed for the change failure rate.
-const DEPLOY_METRICS: &str = r#"
-SELECT
-    count(*) FILTER (WHERE succeeded)                                 AS deploys,
-    percentile_cont(0.5) WITHIN GROUP (ORDER BY lead_seconds)
-        FILTER (WHERE succeeded)                                      AS lead_median,
-    count(lead_seconds) FILTER (WHERE succeeded)                      AS lead_samples,
-    count(*) FILTER (WHERE failed_at <= $4)                           AS failed,
-    count(*)                                                          AS attempts
-FROM deploy_facts
-WHERE environment = $1
-  AND ($5::text IS NULL OR service = $5)
-  AND occurred_at >= $2 AND occurred_at < $3
-"#;
-
-/// Time to restore over incidents whose (first) close falls in the window.
-const RESTORE_TIMES: &str = r#"
-SELECT
-    percentile_cont(0.5) WITHIN GROUP (
-        ORDER BY extract(epoch FROM closed_at - opened_at)::float8)   AS median,
-    count(*)                                                          AS samples
-FROM incident_facts
-WHERE environment = $1
-  AND ($4::text IS NULL OR service = $4)
-  AND closed_at >= $2 AND closed_at < $3
-"#;
-
-/// Incidents opened before the end of the window and not closed by it: the ones never
-/// closed plus the ones closed after the end, counted apart so that each is an
-/// index-only range (`incident_facts_unclosed`, `incident_facts_closed`) instead of a
-/// scan of every incident ever opened.
-const OPEN_INCIDENTS: &str = r#"
-SELECT
-    (SELECT count(*) FROM incident_facts
-     WHERE environment = $1 AND closed_at IS NULL AND opened_at < $2
-       AND ($3::text IS NULL OR service = $3))
-  + (SELECT count(*) FROM incident_facts
-     WHERE environment = $1 AND closed_at >= $2 AND opened_at < $2
-       AND ($3::text IS NULL OR service = $3))
-"#;
-
 /// A read-only, repeatable-read transaction: every query of one answer sees one state
 /// of the log.
 pub(crate) async fn snapshot(
@@ -189,52 +147,12 @@ pub(crate) async fn snapshot(
     Ok(tx)
 }
 
-/// Computes the report for one query.
+/// Computes the report for one query: the one window of [`compute_grouped`].
 pub async fn compute(pool: &PgPool, query: &MetricsQuery) -> Result<Report, sqlx::Error> {
-    let window = query.window();
-    let service = query.service.as_deref();
-    let env = query.environment.as_str();
-
-    let mut tx = snapshot(pool).await?;
-    let (deploys, lead_median, lead_samples, failed, attempts): (i64, Option<f64>, i64, i64, i64) =
-        sqlx::query_as(DEPLOY_METRICS)
-            .bind(env)
-            .bind(window.start)
-            .bind(window.end)
-            .bind(query.as_of)
-            .bind(service)
-            .fetch_one(&mut *tx)
-            .await?;
-    let (restore_median, restore_samples): (Option<f64>, i64) = sqlx::query_as(RESTORE_TIMES)
-        .bind(env)
-        .bind(window.start)
-        .bind(window.end)
-        .bind(service)
-        .fetch_one(&mut *tx)
-        .await?;
-    let open_incidents: i64 = sqlx::query_scalar(OPEN_INCIDENTS)
-        .bind(env)
-        .bind(window.end)
-        .bind(service)
-        .fetch_one(&mut *tx)
-        .await?;
-    tx.commit().await?;
-
-    Ok(Report::assemble(
-        window,
-        query.service.clone(),
-        query.environment.clone(),
-        Counts {
-            deploys,
-            lead_median,
-            lead_samples,
-            failed,
-            attempts,
-            restore_median,
-            restore_samples,
-            open_incidents,
-        },
-    ))
+    let mut reports = compute_grouped(pool, query, 1, false).await?;
+    Ok(reports
+        .pop()
+        .expect("one report per window without by_service"))
 }
 
 /// What the queries count for one window (and service); everything else in a report

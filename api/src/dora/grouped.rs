@@ -1,21 +1,21 @@
 //! Many windows, and optionally every service, in one pass (CONTRACT.md section 5.1).
 //!
-//! Each metric family is one statement for all the windows. The deploy and restore
-//! families join the windows' bounds (`unnest ... WITH ORDINALITY`) laterally to the
-//! same aggregate [`super::compute`] runs, so each window is one range scan of the index
-//! `/dora` uses and the rows are grouped by window as they are read. (Bucketing the whole
+//! Each metric family is one statement for all the windows (`/dora` is the case of one).
+//! The deploy and restore families join the windows' bounds (`unnest ... WITH
+//! ORDINALITY`) laterally to one aggregate, so each window is one range scan of the
+//! facts' window index and the rows are grouped by window as they are read. (Bucketing the whole
 //! span with `width_bucket` and `GROUP BY` was tried first: on the 1M-event benchmark it
 //! sorted every row of the span before aggregating, and took about 4x as long.) Open
-//! incidents are read once and joined to the windows' ends. The per-window reports are
-//! then assembled by the same code as [`super::compute`], so the numbers are the ones
-//! `/dora` gives.
+//! incidents are read once and joined to the windows' ends. The medians are selected
+//! from the values each group sends ([`median`]).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use sqlx::PgPool;
 
-use super::{Counts, MetricsQuery, Report, Window};
+use super::{median, Counts, MetricsQuery, Report, Window};
 
 /// The deploy family of [`super::compute`] per window (`$2` starts, `$3` ends) and,
 /// when `$6`, per service.
@@ -26,9 +26,10 @@ CROSS JOIN LATERAL (
     SELECT
         CASE WHEN $6 THEN service END                                 AS service,
         count(*) FILTER (WHERE succeeded)                             AS deploys,
-        percentile_cont(0.5) WITHIN GROUP (ORDER BY lead_seconds)
-            FILTER (WHERE succeeded)                                  AS lead_median,
         count(lead_seconds) FILTER (WHERE succeeded)                  AS lead_samples,
+        CASE WHEN count(lead_seconds) FILTER (WHERE succeeded) <= $7 THEN
+            array_agg(lead_seconds) FILTER (WHERE succeeded AND lead_seconds IS NOT NULL)
+        END                                                           AS leads,
         count(*) FILTER (WHERE failed_at <= $4)                       AS failed,
         count(*)                                                      AS attempts
     FROM deploy_facts
@@ -46,9 +47,10 @@ FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS w(start_at,
 CROSS JOIN LATERAL (
     SELECT
         CASE WHEN $5 THEN service END                                 AS service,
-        percentile_cont(0.5) WITHIN GROUP (
-            ORDER BY extract(epoch FROM closed_at - opened_at)::float8) AS median,
-        count(*)                                                      AS samples
+        count(*)                                                      AS samples,
+        CASE WHEN count(*) <= $6 THEN
+            array_agg(extract(epoch FROM closed_at - opened_at)::float8)
+        END                                                           AS restores
     FROM incident_facts
     WHERE environment = $1
       AND ($4::text IS NULL OR service = $4)
@@ -81,15 +83,51 @@ JOIN unnest($2::timestamptz[]) WITH ORDINALITY AS w(end_at, k)
 GROUP BY 1, 2
 "#;
 
+/// The lead-time median of one window and service sorted by PostgreSQL, for a group
+/// with too many values to send (see [`median`]).
+const LEAD_MEDIAN: &str = r#"
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY lead_seconds)
+FROM deploy_facts
+WHERE environment = $1
+  AND ($4::text IS NULL OR service = $4)
+  AND occurred_at >= $2 AND occurred_at < $3
+  AND succeeded
+"#;
+
+/// The time-to-restore median of one window and service sorted by PostgreSQL.
+const RESTORE_MEDIAN: &str = r#"
+SELECT percentile_cont(0.5) WITHIN GROUP (
+    ORDER BY extract(epoch FROM closed_at - opened_at)::float8)
+FROM incident_facts
+WHERE environment = $1
+  AND ($4::text IS NULL OR service = $4)
+  AND closed_at >= $2 AND closed_at < $3
+"#;
+
 #[derive(sqlx::FromRow)]
 struct DeployRow {
     bucket: i32,
     service: Option<String>,
     deploys: i64,
-    lead_median: Option<f64>,
     lead_samples: i64,
+    leads: Option<Vec<f64>>,
     failed: i64,
     attempts: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct RestoreRow {
+    bucket: i32,
+    service: Option<String>,
+    samples: i64,
+    restores: Option<Vec<f64>>,
+}
+
+/// A group (window, service) and which of its medians PostgreSQL has to sort.
+type Group = (usize, Option<String>);
+enum Median {
+    Lead,
+    Restore,
 }
 
 /// The reports of `windows` consecutive windows ending at `query.window()`, oldest
@@ -98,12 +136,25 @@ struct DeployRow {
 /// With it, one per window and service, for every service with a deploy attempt, an
 /// incident close or an open incident in that window (only `query.service` if set),
 /// ordered by window, then service. Each equals [`super::compute`] for its window and
-/// service. Three queries, whatever `windows` is, in one repeatable-read snapshot.
+/// service. Three queries, whatever `windows` is, in one repeatable-read snapshot (and
+/// one more per median of a group larger than [`median::IN_PROCESS_MAX`]).
 pub async fn compute_grouped(
     pool: &PgPool,
     query: &MetricsQuery,
     windows: u32,
     by_service: bool,
+) -> Result<Vec<Report>, sqlx::Error> {
+    compute_grouped_sending(pool, query, windows, by_service, median::IN_PROCESS_MAX).await
+}
+
+/// [`compute_grouped`] with groups of more than `in_process_max` values taking their
+/// medians from `percentile_cont`: tests pass 0 to check both ways agree.
+pub async fn compute_grouped_sending(
+    pool: &PgPool,
+    query: &MetricsQuery,
+    windows: u32,
+    by_service: bool,
+    in_process_max: i64,
 ) -> Result<Vec<Report>, sqlx::Error> {
     let spans: Vec<Window> = (0..windows)
         .map(|k| {
@@ -123,24 +174,55 @@ pub async fn compute_grouped(
     let service = query.service.as_deref();
     let env = query.environment.as_str();
 
+    let mut counts: BTreeMap<Group, Counts> = BTreeMap::new();
+    if !by_service {
+        for k in 0..spans.len() {
+            counts.insert((k, None), Counts::default());
+        }
+    }
+    // Rows are read as they come, so one group's values are held at a time.
+    let mut sort_there: Vec<(Group, Median)> = Vec::new();
     let mut tx = super::snapshot(pool).await?;
-    let deploy_rows: Vec<DeployRow> = sqlx::query_as(DEPLOY_METRICS)
+    let mut rows = sqlx::query_as::<_, DeployRow>(DEPLOY_METRICS)
         .bind(env)
         .bind(&starts)
         .bind(&ends)
         .bind(query.as_of)
         .bind(service)
         .bind(by_service)
-        .fetch_all(&mut *tx)
-        .await?;
-    let restore_rows: Vec<(i32, Option<String>, Option<f64>, i64)> = sqlx::query_as(RESTORE_TIMES)
+        .bind(in_process_max)
+        .fetch(&mut *tx);
+    while let Some(r) = rows.try_next().await? {
+        let group = (window_of(r.bucket), r.service);
+        let c = counts.entry(group.clone()).or_default();
+        c.deploys = r.deploys;
+        c.lead_samples = r.lead_samples;
+        c.lead_median = r.leads.and_then(|mut v| median::interpolated(&mut v));
+        c.failed = r.failed;
+        c.attempts = r.attempts;
+        if c.lead_median.is_none() && c.lead_samples > 0 {
+            sort_there.push((group, Median::Lead));
+        }
+    }
+    drop(rows);
+    let mut rows = sqlx::query_as::<_, RestoreRow>(RESTORE_TIMES)
         .bind(env)
         .bind(&starts)
         .bind(&ends)
         .bind(service)
         .bind(by_service)
-        .fetch_all(&mut *tx)
-        .await?;
+        .bind(in_process_max)
+        .fetch(&mut *tx);
+    while let Some(r) = rows.try_next().await? {
+        let group = (window_of(r.bucket), r.service);
+        let c = counts.entry(group.clone()).or_default();
+        c.restore_samples = r.samples;
+        c.restore_median = r.restores.and_then(|mut v| median::interpolated(&mut v));
+        if c.restore_median.is_none() && c.restore_samples > 0 {
+            sort_there.push((group, Median::Restore));
+        }
+    }
+    drop(rows);
     let open_rows: Vec<(i32, Option<String>, i64)> = sqlx::query_as(OPEN_INCIDENTS)
         .bind(env)
         .bind(&ends)
@@ -150,33 +232,33 @@ pub async fn compute_grouped(
         .bind(by_service)
         .fetch_all(&mut *tx)
         .await?;
-    tx.commit().await?;
-
-    let mut counts: BTreeMap<(usize, Option<String>), Counts> = BTreeMap::new();
-    if !by_service {
-        for k in 0..spans.len() {
-            counts.insert((k, None), Counts::default());
-        }
-    }
-    for r in deploy_rows {
-        let c = counts.entry((window_of(r.bucket), r.service)).or_default();
-        c.deploys = r.deploys;
-        c.lead_median = r.lead_median;
-        c.lead_samples = r.lead_samples;
-        c.failed = r.failed;
-        c.attempts = r.attempts;
-    }
-    for (bucket, svc, median, samples) in restore_rows {
-        let c = counts.entry((window_of(bucket), svc)).or_default();
-        c.restore_median = median;
-        c.restore_samples = samples;
-    }
     for (bucket, svc, open) in open_rows {
         counts
             .entry((window_of(bucket), svc))
             .or_default()
             .open_incidents = open;
     }
+    for ((k, svc), which) in sort_there {
+        let Some(span) = spans.get(k) else { continue };
+        let sql = match which {
+            Median::Lead => LEAD_MEDIAN,
+            Median::Restore => RESTORE_MEDIAN,
+        };
+        let value: Option<f64> = sqlx::query_scalar(sql)
+            .bind(env)
+            .bind(span.start)
+            .bind(span.end)
+            .bind(if by_service { svc.as_deref() } else { service })
+            .fetch_one(&mut *tx)
+            .await?;
+        if let Some(c) = counts.get_mut(&(k, svc)) {
+            match which {
+                Median::Lead => c.lead_median = value,
+                Median::Restore => c.restore_median = value,
+            }
+        }
+    }
+    tx.commit().await?;
 
     Ok(counts
         .into_iter()

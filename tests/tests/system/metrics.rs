@@ -3,7 +3,9 @@
 //! out of order.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use dora_api::dora::{compute, MetricsQuery, Report};
+use dora_api::dora::{
+    compute, compute_grouped, compute_grouped_sending, median, MetricsQuery, Report,
+};
 use dora_system_tests::naive::{Numbers, Oracle, NAIVE_DEPLOYS, NAIVE_INCIDENTS};
 use dora_system_tests::{Rng, TestEnv};
 use serde_json::{json, Value};
@@ -484,6 +486,43 @@ fn numbers(r: &Report) -> Numbers {
     }
 }
 
+/// The median selected in the process is PostgreSQL's `percentile_cont(0.5)` to the
+/// bit, on values with fractions where `(lo + hi) / 2` and PostgreSQL's interpolation
+/// can differ in the last place.
+#[tokio::test]
+async fn the_selected_median_is_percentile_cont_to_the_bit() {
+    let env = TestEnv::new().await;
+    let mut rng = Rng::new(7);
+    // Pairs most often: two far-apart middle values are where the formulas part.
+    for n in (0..40).chain([2; 200]).chain([999, 1000, 4096, 4097]) {
+        let values: Vec<f64> = (0..n)
+            .map(|_| {
+                let v = rng.below(1 << 40) as f64 / 997.0;
+                // Repeats and negatives (a clock skewed commit) as well.
+                match rng.below(8) {
+                    0 => 3.0,
+                    1 => -v,
+                    _ => v,
+                }
+            })
+            .collect();
+        let want: Option<f64> = sqlx::query_scalar(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v) FROM unnest($1::float8[]) v",
+        )
+        .bind(&values)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+        let got = median::interpolated(&mut values.clone());
+        assert_eq!(
+            got.map(f64::to_bits),
+            want.map(f64::to_bits),
+            "{n} values: {got:?} vs {want:?}"
+        );
+    }
+    env.cleanup().await;
+}
+
 /// Seeds `log` one event per batch in the order given, and checks dora and the oracle
 /// give `want` for a week ending at `AS_OF` in prod (optionally one service).
 async fn pinned(log: &[Value], service: Option<&str>, want: Numbers, what: &str) {
@@ -909,6 +948,15 @@ async fn agree_with_the_oracle(mut log: Vec<Value>, rng: &mut Rng, batch: u64) {
             environment: ["prod", "staging"][rng.below(2) as usize].to_owned(),
         };
         let got = compute(&pool, &q).await.unwrap();
+        // The medians PostgreSQL sorts for groups too large to send are the ones selected
+        // here from the values, window by window and service by service.
+        for by_service in [false, true] {
+            let selected = compute_grouped(&pool, &q, 3, by_service).await.unwrap();
+            let sorted = compute_grouped_sending(&pool, &q, 3, by_service, 0)
+                .await
+                .unwrap();
+            assert_eq!(selected, sorted, "{q:?}, by service: {by_service}");
+        }
         let got = numbers(&got);
         // The oracle: its own window arithmetic, over the events as generated.
         let want = oracle.numbers(
