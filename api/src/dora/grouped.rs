@@ -110,7 +110,7 @@ struct DeployRow {
     service: Option<String>,
     deploys: i64,
     lead_samples: i64,
-    leads: Option<Vec<f64>>,
+    leads: Option<median::Values>,
     failed: i64,
     attempts: i64,
 }
@@ -120,7 +120,7 @@ struct RestoreRow {
     bucket: i32,
     service: Option<String>,
     samples: i64,
-    restores: Option<Vec<f64>>,
+    restores: Option<median::Values>,
 }
 
 /// A group (window, service) and which of its medians PostgreSQL has to sort.
@@ -197,7 +197,7 @@ pub async fn compute_grouped_sending(
         let c = counts.entry(group.clone()).or_default();
         c.deploys = r.deploys;
         c.lead_samples = r.lead_samples;
-        c.lead_median = r.leads.and_then(|mut v| median::interpolated(&mut v));
+        c.lead_median = r.leads.and_then(|mut v| median::interpolated(&mut v.0));
         c.failed = r.failed;
         c.attempts = r.attempts;
         if c.lead_median.is_none() && c.lead_samples > 0 {
@@ -217,7 +217,7 @@ pub async fn compute_grouped_sending(
         let group = (window_of(r.bucket), r.service);
         let c = counts.entry(group.clone()).or_default();
         c.restore_samples = r.samples;
-        c.restore_median = r.restores.and_then(|mut v| median::interpolated(&mut v));
+        c.restore_median = r.restores.and_then(|mut v| median::interpolated(&mut v.0));
         if c.restore_median.is_none() && c.restore_samples > 0 {
             sort_there.push((group, Median::Restore));
         }

@@ -11,8 +11,67 @@
 //! `percentile_cont` instead, which sorts within `work_mem` and spills past it, so the
 //! memory this process needs for one group stays bounded whatever the history.
 
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgTypeInfo, PgValueFormat, PgValueRef};
+use sqlx::{Decode, Postgres, Type};
+
 /// The most values one group sends for its median: 8 MB once decoded.
 pub const IN_PROCESS_MAX: i64 = 1_000_000;
+
+/// A `float8[]` read straight from PostgreSQL's binary array format. sqlx's `Vec<f64>`
+/// decodes element by element through its generic value machinery, which was most of
+/// this process's time on a 90-day window (about 15 ms for 430k values); this reads
+/// the 12-byte elements in one loop.
+#[derive(Debug)]
+pub struct Values(pub Vec<f64>);
+
+impl Type<Postgres> for Values {
+    fn type_info() -> PgTypeInfo {
+        <Vec<f64> as Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <Vec<f64> as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for Values {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        if value.format() == PgValueFormat::Text {
+            return Ok(Values(<Vec<f64> as Decode<Postgres>>::decode(value)?));
+        }
+        binary_array(value.as_bytes()?).map(Values)
+    }
+}
+
+/// `array_send`'s layout: dimensions, a has-nulls flag and the element type, then the
+/// length and lower bound of each dimension, then each element as its length and
+/// bytes (8, big-endian, for `float8`).
+fn binary_array(bytes: &[u8]) -> Result<Vec<f64>, BoxDynError> {
+    let word = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or("a float8[] cut short")
+    };
+    match word(0)? {
+        0 => return Ok(Vec::new()),
+        1 => {}
+        dims => return Err(format!("a float8[] of {dims} dimensions").into()),
+    }
+    let len = usize::try_from(word(12)?)?;
+    let elements = &bytes[20.min(bytes.len())..];
+    if elements.len() != len * 12 {
+        return Err(format!("a float8[] of {len} values in {} bytes", elements.len()).into());
+    }
+    elements
+        .chunks_exact(12)
+        .map(|e| match e.split_at(4) {
+            ([0, 0, 0, 8], v) => Ok(f64::from_be_bytes(v.try_into().expect("8 bytes"))),
+            _ => Err("a NULL or non-float8 element in a float8[]".into()),
+        })
+        .collect()
+}
 
 /// `percentile_cont(0.5)` of `values` (reordered in place); `None` when empty.
 ///
@@ -39,6 +98,37 @@ pub fn interpolated(values: &mut [f64]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sent(values: &[Option<f64>]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for w in [1, 0, 701, values.len() as i32, 1] {
+            b.extend(i32::to_be_bytes(w));
+        }
+        for v in values {
+            match v {
+                Some(v) => {
+                    b.extend(8i32.to_be_bytes());
+                    b.extend(v.to_be_bytes());
+                }
+                None => b.extend((-1i32).to_be_bytes()),
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn binary_arrays_are_read_as_postgres_sends_them() {
+        assert_eq!(
+            binary_array(&sent(&[Some(1.5), Some(-2.25)])).unwrap(),
+            [1.5, -2.25]
+        );
+        let empty = [0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 189];
+        assert!(binary_array(&empty).unwrap().is_empty());
+        assert!(binary_array(&sent(&[Some(1.0), None])).is_err());
+        let whole = sent(&[Some(1.0), Some(2.0)]);
+        assert!(binary_array(&whole[..whole.len() - 1]).is_err());
+        assert!(binary_array(&whole[..10]).is_err());
+    }
 
     #[test]
     fn odd_counts_take_the_middle_value_and_even_counts_interpolate() {
