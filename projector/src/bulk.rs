@@ -111,6 +111,14 @@ const MARKED_KEYS: [&str; 2] = [
     "ANALYZE marked_keys",
 ];
 
+/// The services the facts name (as the live path's `born`, and migration 0008).
+const DERIVE_SERVICES: &str = r#"
+INSERT INTO services (environment, service)
+SELECT environment, service FROM deploy_facts
+UNION
+SELECT environment, service FROM incident_facts
+"#;
+
 /// Every incident in one pass. Per ref_id, the opens and closes in the order (time, opens
 /// before closes, stream): the walk's state after an event is that event's kind (an
 /// open leaves an incident running, a close leaves none), so an open starts an incident
@@ -381,6 +389,7 @@ impl BulkLoad {
             .execute(&mut *conn)
             .await?
             .rows_affected();
+        sqlx::query(DERIVE_SERVICES).execute(&mut *conn).await?;
         tracing::info!(deploys, incidents, took = ?step.elapsed(), "bulk load: facts derived");
         let step = Instant::now();
         for (name, definition) in deferred {
@@ -398,7 +407,7 @@ impl BulkLoad {
         // (migration 0006) visits it in the background after the swap. This store's
         // tables only: a bare VACUUM would visit every schema of the database.
         let step = Instant::now();
-        sqlx::query("VACUUM (FREEZE, ANALYZE) deploy_facts, incident_facts")
+        sqlx::query("VACUUM (FREEZE, ANALYZE) deploy_facts, incident_facts, services")
             .execute(&mut *conn)
             .await?;
         sqlx::query("ANALYZE events, rejected_events")

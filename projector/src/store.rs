@@ -184,7 +184,7 @@ pub async fn adopt_identity(pool: &PgPool, of: &Position) -> Result<()> {
 }
 
 /// Appends the batch's events (first occurrence of an id wins) and inserts the facts of
-/// the new deploys and incident opens, in one statement. Returns the rows it appended,
+/// the new deploys and incident opens, and the services they name, in one statement. Returns the rows it appended,
 /// so the caller knows which keys to recompute and how many were duplicates.
 const APPEND_EVENTS: &str = r#"
 WITH incoming AS (
@@ -221,6 +221,13 @@ opens AS (
     SELECT id, ref_id, service, environment, occurred_at
     FROM appended
     WHERE kind = 'incident_opened'
+),
+born AS (
+    INSERT INTO services (environment, service)
+    SELECT DISTINCT environment, service
+    FROM appended
+    WHERE kind IN ('deploy', 'incident_opened')
+    ON CONFLICT DO NOTHING
 )
 SELECT kind, service, environment, git_sha, ref_id, occurred_at FROM appended
 "#;

@@ -192,24 +192,10 @@ pub async fn open_incidents(
         .collect())
 }
 
-/// Every service with a deploy attempt or an incident in `environment`, by name. The
-/// deploys are read by a skip scan (one index probe per service, on
-/// `deploy_facts_service_window`) rather than a distinct over every attempt; incidents
-/// are far fewer than deploys.
+/// Every service with a deploy attempt or an incident in `environment`, by name: the
+/// table the projector keeps of them (migration 0008).
 const SERVICES: &str = r#"
-WITH RECURSIVE deployed AS (
-    (SELECT service FROM deploy_facts WHERE environment = $1 ORDER BY service LIMIT 1)
-    UNION ALL
-    SELECT (SELECT d.service FROM deploy_facts d
-            WHERE d.environment = $1 AND d.service > deployed.service
-            ORDER BY d.service LIMIT 1)
-    FROM deployed
-    WHERE deployed.service IS NOT NULL
-)
-SELECT service FROM deployed WHERE service IS NOT NULL
-UNION
-SELECT service FROM incident_facts WHERE environment = $1
-ORDER BY 1
+SELECT service FROM services WHERE environment = $1 ORDER BY service
 "#;
 
 /// The services that have events in `environment`.

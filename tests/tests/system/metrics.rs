@@ -752,6 +752,13 @@ async fn the_bulk_path_leaves_the_same_store_as_the_live_path() {
         if hot {
             hot_keys(&mut log, &mut rng);
         }
+        // Services known only by an incident (listed), and only by a rollback or a close
+        // (not listed: no attempt, no incident).
+        log.extend([
+            json!({"id": "po", "kind": "incident_opened", "service": "pager-only", "ref_id": "INC-PO", "occurred_at": "2026-03-10T00:00:00Z"}),
+            json!({"id": "ro", "kind": "rollback", "service": "rollback-only", "git_sha": "abcd", "occurred_at": "2026-03-10T00:00:00Z"}),
+            json!({"id": "co", "kind": "incident_closed", "service": "close-only", "ref_id": "INC-CO", "occurred_at": "2026-03-10T00:00:00Z"}),
+        ]);
         for i in (1..log.len()).rev() {
             log.swap(i, rng.below(i as u64 + 1) as usize);
         }
@@ -824,6 +831,7 @@ async fn the_bulk_path_leaves_the_same_store_as_the_live_path() {
             ("deploy_facts", "event_id"),
             ("incident_facts", "open_event_id"),
             ("rejected_events", "stream_seq"),
+            ("services", "environment, service"),
         ] {
             // rejected_at is when the row was written: the one column that may differ.
             let columns = if table == "rejected_events" {
@@ -847,6 +855,13 @@ async fn the_bulk_path_leaves_the_same_store_as_the_live_path() {
                 first_difference(&live, &built)
             );
         }
+        let listed: Vec<String> = sqlx::query_scalar(
+            "SELECT service FROM services WHERE service LIKE '%-only' ORDER BY service",
+        )
+        .fetch_all(&bulk)
+        .await
+        .unwrap();
+        assert_eq!(listed, ["pager-only"], "seed {seed:x}");
         let failed: i64 =
             sqlx::query_scalar("SELECT count(*) FROM deploy_facts WHERE failed_by <> event_id")
                 .fetch_one(&bulk)
