@@ -25,6 +25,9 @@ use crate::params;
 pub const TREND_WINDOWS: u32 = 12;
 /// Failed deploys and open incidents listed on the page; the JSON has them all.
 const LISTED: u32 = 25;
+/// Rows of the by-service table, busiest first: an organisation with 10k services
+/// would otherwise get a 5 MB page. The others are a pick in the Service field away.
+const SERVICES_LISTED: usize = 50;
 
 /// The weekly delivery review, an HTML page (CONTRACT.md section 5.4).
 #[utoipa::path(get, path = "/dashboard", tag = "metrics", params(params::DashboardQuery), responses(
@@ -110,8 +113,11 @@ pub struct Dashboard {
     pub prior_text: String,
     /// One card per metric.
     pub cards: Vec<Card>,
-    /// The current window per service, most attempts first.
+    /// The current window per service, most attempts first, at most
+    /// [`SERVICES_LISTED`].
     pub services: Vec<ServiceRow>,
+    /// Services with events in the current window, listed or not.
+    pub services_total: usize,
     /// The failed attempts listed.
     pub failures: Vec<FailureRow>,
     /// All failed attempts of the window.
@@ -502,8 +508,10 @@ impl Dashboard {
                 .cmp(&a.change_failure_rate.attempts)
                 .then_with(|| a.service.cmp(&b.service))
         });
+        let services_total = by_service.len();
         let services = by_service
             .iter()
+            .take(SERVICES_LISTED)
             .map(|r| {
                 let name = r.service.clone().unwrap_or_default();
                 ServiceRow {
@@ -593,6 +601,7 @@ impl Dashboard {
             }),
             cards,
             services,
+            services_total,
             failures,
             failures_total: inputs.failures.total,
             open_incidents,
@@ -768,6 +777,52 @@ mod tests {
         assert!(html.matches(escaped).count() >= 10, "{html}");
         // The links carry it URL-encoded.
         assert!(html.contains("service=%3Cscript%3Ealert%28%27x%27%29%3C%2Fscript%3E%22%26"));
+    }
+
+    /// Thousands of services: the busiest are listed, the page says how many there are.
+    #[test]
+    fn the_by_service_table_lists_the_busiest() {
+        let query = MetricsQuery {
+            days: 7,
+            offset: 0,
+            as_of: at("2026-03-16T00:00:00Z"),
+            service: None,
+            environment: "prod".to_owned(),
+        };
+        let report = |service: Option<String>, attempts: i64| {
+            let counts = Counts {
+                attempts,
+                ..Counts::default()
+            };
+            Report::assemble(query.window(), service, "prod".to_owned(), counts)
+        };
+        let by_service: Vec<Report> = (0..SERVICES_LISTED as i64 + 10)
+            .map(|i| report(Some(format!("svc-{i:03}")), (i * 37) % 101))
+            .collect();
+        let busiest = (0..SERVICES_LISTED as i64 + 10).max_by_key(|i| ((i * 37) % 101, -i));
+        let inputs = Inputs {
+            trend: vec![report(None, 0); TREND_WINDOWS as usize],
+            by_service,
+            failures: Failures {
+                window: query.window(),
+                service: None,
+                environment: "prod".to_owned(),
+                total: 0,
+                failures: Vec::new(),
+            },
+            open_incidents: Vec::new(),
+            services: Vec::new(),
+        };
+        let page = Dashboard::build(&query, false, inputs);
+        assert_eq!(page.services.len(), SERVICES_LISTED);
+        assert_eq!(page.services_total, SERVICES_LISTED + 10);
+        assert_eq!(page.services[0].name, format!("svc-{:03}", busiest.unwrap()));
+        assert!(page
+            .services
+            .windows(2)
+            .all(|w| w[0].attempts >= w[1].attempts));
+        let html = page.render().unwrap();
+        assert!(html.contains("Showing the 50 with the most attempts of 60 services"));
     }
 
     #[test]
