@@ -816,7 +816,10 @@ mod tests {
         let page = Dashboard::build(&query, false, inputs);
         assert_eq!(page.services.len(), SERVICES_LISTED);
         assert_eq!(page.services_total, SERVICES_LISTED + 10);
-        assert_eq!(page.services[0].name, format!("svc-{:03}", busiest.unwrap()));
+        assert_eq!(
+            page.services[0].name,
+            format!("svc-{:03}", busiest.unwrap())
+        );
         assert!(page
             .services
             .windows(2)

@@ -68,6 +68,9 @@ pub fn connect_with_timeout(
         .application_name("dora-api");
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
+        // Two kept open: a metrics query reads its halves on two at once when the
+        // second is idle (dora::grouped), and never waits to open one.
+        .min_connections(2.min(max_connections))
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options))
 }

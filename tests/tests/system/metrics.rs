@@ -933,6 +933,11 @@ async fn agree_with_the_oracle(mut log: Vec<Value>, rng: &mut Rng, batch: u64) {
         log.swap(i, rng.below(i as u64 + 1) as usize);
     }
     let pool = dora_api::connect(&env.database_url, 1).unwrap();
+    // Two connections, both open and idle: each query reads its halves on both at once,
+    // the second in the first one's snapshot (one connection reads them in turn).
+    let two = dora_api::connect(&env.database_url, 2).unwrap();
+    let (a, b) = tokio::join!(two.acquire(), two.acquire());
+    drop((a.unwrap(), b.unwrap()));
     let mut fed = 0;
     while fed < log.len() {
         let take = (1 + rng.below(batch) as usize).min(log.len() - fed);
@@ -965,8 +970,13 @@ async fn agree_with_the_oracle(mut log: Vec<Value>, rng: &mut Rng, batch: u64) {
         let got = compute(&pool, &q).await.unwrap();
         // The medians PostgreSQL sorts for groups too large to send are the ones selected
         // here from the values, window by window and service by service.
+        assert_eq!(
+            compute(&two, &q).await.unwrap(),
+            got,
+            "halves at once: {q:?}"
+        );
         for by_service in [false, true] {
-            let selected = compute_grouped(&pool, &q, 3, by_service).await.unwrap();
+            let selected = compute_grouped(&two, &q, 3, by_service).await.unwrap();
             let sorted = compute_grouped_sending(&pool, &q, 3, by_service, 0)
                 .await
                 .unwrap();
