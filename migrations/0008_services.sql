@@ -10,6 +10,6 @@ CREATE TABLE services (
     PRIMARY KEY (environment, service)
 );
 INSERT INTO services (environment, service)
-SELECT environment, service FROM deploy_facts
+SELECT environment, service FROM deploy_facts GROUP BY environment, service
 UNION
-SELECT environment, service FROM incident_facts;
+SELECT environment, service FROM incident_facts GROUP BY environment, service;

@@ -55,10 +55,10 @@ pub fn connect_with_timeout(
             // The metric queries take an optional `service`; a plan made for the actual
             // parameters uses the right index, a generic plan cannot.
             ("plan_cache_mode", "force_custom_plan"),
-            // A window's medians sort every lead time and restore time in it: 656k
-            // values in a 90-day window at 10M events. With the server's default 4 MB
-            // that sort went to temporary files; 64 MB keeps it in memory. Per sort, and
-            // the pool is small (DORA_API_DB_CONNECTIONS).
+            // Per-service windows are grouped by hash, and a group too large to send
+            // its values (dora::median) is sorted by PostgreSQL: with the server's
+            // default 4 MB both went to temporary files at 10M events; 64 MB keeps them
+            // in memory. Per sort or hash, and the pool is small (DORA_API_DB_CONNECTIONS).
             ("work_mem", "64MB"),
         ])
         .options([(

@@ -106,7 +106,7 @@ async fn rebuild(
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {REPLAY_SCHEMA} CASCADE"))
         .execute(live)
         .await?;
-    let fresh = store::connect(database_url, REPLAY_SCHEMA, 2).await?;
+    let fresh = store::connect_for_bulk(database_url, REPLAY_SCHEMA, 2).await?;
     store::migrate(&fresh, REPLAY_SCHEMA).await?;
     // The rebuilt store is the same store: the live projector's consumer, named and
     // described after its id, must still be its own after the swap.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::Connection;
+use sqlx::{ConnectOptions, Connection};
 
 use crate::decode::{Decoded, Rejected, Stored};
 use crate::error::Result;
@@ -43,6 +43,25 @@ pub async fn connect(database_url: &str, schema: &str, max_connections: u32) -> 
     let options = PgConnectOptions::from_str(database_url)?
         .options([("search_path", schema)])
         .application_name("dora-projector");
+    pool(options, max_connections).await
+}
+
+/// [`connect`] without sqlx's statement logging, whose slow-statement warning (over 1 s)
+/// would print replay's bulk statements whole: they run for seconds to minutes by
+/// design, and each step logs its own time.
+pub async fn connect_for_bulk(
+    database_url: &str,
+    schema: &str,
+    max_connections: u32,
+) -> Result<PgPool> {
+    let options = PgConnectOptions::from_str(database_url)?
+        .options([("search_path", schema)])
+        .application_name("dora-projector replay")
+        .disable_statement_logging();
+    pool(options, max_connections).await
+}
+
+async fn pool(options: PgConnectOptions, max_connections: u32) -> Result<PgPool> {
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
