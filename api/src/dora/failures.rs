@@ -152,19 +152,14 @@ pub struct OpenIncident {
     pub opened_at: DateTime<Utc>,
 }
 
-/// Incidents opened before `$2` and not closed by it: the ones `open_incidents`
-/// counts, longest open first. Never closed and closed later are read apart, each an
-/// index range (see `OPEN_INCIDENTS` in dora.rs).
+/// Incidents opened before `$2` and not closed by it: the ones `open_incidents` counts
+/// (the same stab into their ranges, see `OPEN_INCIDENTS` in grouped.rs), longest open
+/// first.
 const OPEN_INCIDENTS: &str = r#"
-SELECT ref_id, service, opened_at FROM (
-    SELECT ref_id, service, opened_at FROM incident_facts
-    WHERE environment = $1 AND closed_at IS NULL AND opened_at < $2
-      AND ($3::text IS NULL OR service = $3)
-    UNION ALL
-    SELECT ref_id, service, opened_at FROM incident_facts
-    WHERE environment = $1 AND closed_at >= $2 AND opened_at < $2
-      AND ($3::text IS NULL OR service = $3)
-) open
+SELECT ref_id, service, opened_at FROM incident_facts
+WHERE environment = $1
+  AND tstzrange(opened_at, closed_at, '(]') @> $2::timestamptz
+  AND ($3::text IS NULL OR service = $3)
 ORDER BY opened_at, ref_id
 LIMIT $4
 "#;

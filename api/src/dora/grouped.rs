@@ -60,27 +60,18 @@ CROSS JOIN LATERAL (
 ) r
 "#;
 
-/// Open incidents at each window's end (`$2`, the ends, oldest first): an incident is
-/// counted in every window whose end falls in `(opened_at, closed_at]`. Only incidents
-/// open at some end are joined: the ones never closed and the ones closed after the
-/// first end (`$3`), read apart so each is an index range, not a scan of every
-/// incident ever opened.
+/// Open incidents at each window's end (`$2`, the ends, oldest first): the incidents
+/// whose `(opened_at, closed_at]` holds that end, each end a stab into their GiST index
+/// (migration 0009), not a range over every incident closed since.
 const OPEN_INCIDENTS: &str = r#"
 SELECT
     w.k::int4                                                         AS bucket,
-    CASE WHEN $6 THEN f.service END                                   AS service,
+    CASE WHEN $4 THEN f.service END                                   AS service,
     count(*)                                                          AS open
-FROM (
-    SELECT service, opened_at, closed_at FROM incident_facts
-    WHERE environment = $1 AND closed_at IS NULL AND opened_at < $4
-      AND ($5::text IS NULL OR service = $5)
-    UNION ALL
-    SELECT service, opened_at, closed_at FROM incident_facts
-    WHERE environment = $1 AND closed_at >= $3 AND opened_at < $4
-      AND ($5::text IS NULL OR service = $5)
-) f
-JOIN unnest($2::timestamptz[]) WITH ORDINALITY AS w(end_at, k)
-  ON f.opened_at < w.end_at AND (f.closed_at IS NULL OR f.closed_at >= w.end_at)
+FROM unnest($2::timestamptz[]) WITH ORDINALITY AS w(end_at, k)
+JOIN incident_facts f ON tstzrange(f.opened_at, f.closed_at, '(]') @> w.end_at
+WHERE f.environment = $1
+  AND ($3::text IS NULL OR f.service = $3)
 GROUP BY 1, 2
 "#;
 
@@ -202,10 +193,9 @@ pub async fn compute_grouped_sending(
             .window()
         })
         .collect();
-    let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
+    if spans.is_empty() {
         return Ok(Vec::new());
-    };
-    let span_end = last.end;
+    }
     let ends: Vec<DateTime<Utc>> = spans.iter().map(|w| w.end).collect();
     let filter = Filter {
         env: &query.environment,
@@ -307,8 +297,6 @@ pub async fn compute_grouped_sending(
     let open_rows: Vec<(i32, Option<String>, i64)> = sqlx::query_as(OPEN_INCIDENTS)
         .bind(filter.env)
         .bind(&ends)
-        .bind(first.end)
-        .bind(span_end)
         .bind(filter.service)
         .bind(by_service)
         .fetch_all(&mut *tx)
