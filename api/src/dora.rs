@@ -135,15 +135,17 @@ pub struct TimeToRestore {
     pub level: Option<Level>,
 }
 
+/// Makes a transaction's queries see one state of the log, read-only; the first
+/// statement of every transaction that answers a question.
+pub(crate) const ONE_STATE: &str = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
 /// A read-only, repeatable-read transaction: every query of one answer sees one state
 /// of the log.
 pub(crate) async fn snapshot(
     pool: &PgPool,
 ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(ONE_STATE).execute(&mut *tx).await?;
     Ok(tx)
 }
 

@@ -125,6 +125,16 @@ enum Median {
     Restore,
 }
 
+impl Median {
+    /// Where this median goes in a group's counts.
+    fn set(self, counts: &mut Counts, value: Option<f64>) {
+        match self {
+            Median::Lead => counts.lead_median = value,
+            Median::Restore => counts.restore_median = value,
+        }
+    }
+}
+
 /// One range of the facts one connection scans, and the window (from 1) it is part of.
 struct Cut {
     start: DateTime<Utc>,
@@ -214,25 +224,16 @@ pub async fn compute_grouped_sending(
     let mut cuts: Vec<Cut> = Vec::with_capacity(spans.len() * 2);
     for (k, w) in spans.iter().enumerate() {
         let bucket = i32::try_from(k + 1).unwrap_or(i32::MAX);
-        if cut_one {
-            let middle = w.start + (w.end - w.start) / 2;
-            cuts.push(Cut {
-                start: w.start,
-                end: middle,
-                bucket,
-            });
-            cuts.push(Cut {
-                start: middle,
-                end: w.end,
-                bucket,
-            });
+        let bounds = if cut_one {
+            vec![w.start, w.start + (w.end - w.start) / 2, w.end]
         } else {
-            cuts.push(Cut {
-                start: w.start,
-                end: w.end,
-                bucket,
-            });
-        }
+            vec![w.start, w.end]
+        };
+        cuts.extend(bounds.windows(2).map(|b| Cut {
+            start: b[0],
+            end: b[1],
+            bucket,
+        }));
     }
     let (early, late) = cuts.split_at(if split { cuts.len() / 2 } else { 0 });
 
@@ -250,10 +251,7 @@ pub async fn compute_grouped_sending(
     // their first. The pool keeps two open (see `connect`); this one goes back to it
     // when its half is read.
     let mut merged = {
-        let mut spare = match exported {
-            Some(_) => pool.try_acquire(),
-            None => None,
-        };
+        let mut spare = exported.as_ref().and_then(|_| pool.try_acquire());
         let twin = match (spare.as_mut(), &exported) {
             (Some(conn), Some(id)) => Some(in_snapshot(conn, id).await?),
             _ => None,
@@ -286,12 +284,8 @@ pub async fn compute_grouped_sending(
         if merged.sort_there.contains(&(group.clone(), which)) {
             continue;
         }
-        let value = median::interpolated(&mut values);
         if let Some(c) = counts.get_mut(&group) {
-            match which {
-                Median::Lead => c.lead_median = value,
-                Median::Restore => c.restore_median = value,
-            }
+            which.set(c, median::interpolated(&mut values));
         }
     }
     let open_rows: Vec<(i32, Option<String>, i64)> = sqlx::query_as(OPEN_INCIDENTS)
@@ -325,10 +319,7 @@ pub async fn compute_grouped_sending(
             .fetch_one(&mut *tx)
             .await?;
         if let Some(c) = counts.get_mut(&(k, svc)) {
-            match which {
-                Median::Lead => c.lead_median = value,
-                Median::Restore => c.restore_median = value,
-            }
+            which.set(c, value);
         }
     }
     tx.commit().await?;
@@ -354,9 +345,7 @@ async fn in_snapshot<'c>(
 ) -> Result<sqlx::Transaction<'c, sqlx::Postgres>, sqlx::Error> {
     use sqlx::Connection;
     let mut tx = conn.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(super::ONE_STATE).execute(&mut *tx).await?;
     // SET TRANSACTION SNAPSHOT takes no parameter; the id is PostgreSQL's own
     // (hex digits and dashes), checked before it is quoted.
     if !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
@@ -440,12 +429,8 @@ impl Scanned {
     ) {
         match values {
             Some(mut v) if whole => {
-                let value = median::interpolated(&mut v.0);
                 if let Some(c) = self.counts.get_mut(&group) {
-                    match which {
-                        Median::Lead => c.lead_median = value,
-                        Median::Restore => c.restore_median = value,
-                    }
+                    which.set(c, median::interpolated(&mut v.0));
                 }
             }
             Some(v) => self.held.entry((group, which)).or_default().extend(v.0),
