@@ -246,6 +246,10 @@ where
     S: futures::Stream<Item = Vec<Result<jetstream::Message, consumer::pull::OrderedError>>>
         + Unpin,
 {
+    // A store a crash left retired goes before the lock, not under it.
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {RETIRED_SCHEMA} CASCADE"))
+        .execute(live)
+        .await?;
     let locking = Instant::now();
     let mut tx = live.begin().await?;
     sqlx::query("SET LOCAL lock_timeout = '30s'")
@@ -289,12 +293,21 @@ where
         format!("DROP SCHEMA IF EXISTS {RETIRED_SCHEMA} CASCADE"),
         format!("ALTER SCHEMA {live_schema} RENAME TO {RETIRED_SCHEMA}"),
         format!("ALTER SCHEMA {REPLAY_SCHEMA} RENAME TO {live_schema}"),
-        format!("DROP SCHEMA {RETIRED_SCHEMA} CASCADE"),
     ] {
         sqlx::query(&statement).execute(&mut *tx).await?;
     }
     tx.commit().await?;
     tracing::info!(held = ?locking.elapsed(), "the live store was locked for the swap");
+    // The old store goes after the lock: dropped in the swap's transaction, its files
+    // (6.5 GB at 10M events) were unlinked by the commit, and writes waited 1.4 s
+    // more for it. If this fails, the store is swapped all the same, and the next
+    // replay drops what is left.
+    if let Err(e) = sqlx::query(&format!("DROP SCHEMA {RETIRED_SCHEMA} CASCADE"))
+        .execute(live)
+        .await
+    {
+        tracing::warn!(error = %e, "the retired store was not dropped; the next replay drops it");
+    }
     Ok(outcome)
 }
 
