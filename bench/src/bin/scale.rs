@@ -356,7 +356,11 @@ async fn replay(env: &TestEnv, events: usize) -> anyhow::Result<(f64, f64)> {
         .env("DORA_STREAM", &env.stream)
         .env("DORA_SUBJECT_PREFIX", &env.prefix)
         .env("DORA_SOURCE_KEY", SOURCE_KEY)
-        .env("RUST_LOG", "dora_projector=info,warn")
+        // DORA_REPLAY_LOG=dora_projector=debug adds each index build's time.
+        .env(
+            "RUST_LOG",
+            std::env::var("DORA_REPLAY_LOG").unwrap_or_else(|_| "dora_projector=info,warn".into()),
+        )
         .kill_on_drop(true)
         .spawn()
         .context("start dora-projector replay")?;
