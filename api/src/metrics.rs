@@ -49,12 +49,17 @@ pub const GAUGE_DAYS: u32 = 7;
 /// How long computed DORA gauges are served before a scrape computes them again.
 pub const GAUGE_MAX_AGE: Duration = Duration::from_secs(5);
 
-/// The environments with something to measure in the window: deploy attempts in it,
-/// incidents closed in it, or incidents still open.
-const ENVIRONMENTS: &str = r#"
-SELECT environment FROM deploy_facts WHERE occurred_at >= $1
-UNION
-SELECT environment FROM incident_facts WHERE closed_at >= $1 OR closed_at IS NULL
+/// Every environment the facts name (the projector keeps `services`, migration 0008).
+const ENVIRONMENTS: &str = "SELECT DISTINCT environment FROM services ORDER BY 1";
+
+/// Whether environment `$1` has something to measure since `$2`: deploy attempts,
+/// incidents closed, or incidents still open. Asked per environment, with its value,
+/// each part is a probe of one window index. (Asked for all environments at once, as
+/// a filter on time alone, it was a scan of every attempt: 0.5 s at 10M events.)
+const MEASURABLE: &str = r#"
+SELECT EXISTS (SELECT 1 FROM deploy_facts WHERE environment = $1 AND occurred_at >= $2)
+    OR EXISTS (SELECT 1 FROM incident_facts WHERE environment = $1 AND closed_at >= $2)
+    OR EXISTS (SELECT 1 FROM incident_facts WHERE environment = $1 AND closed_at IS NULL)
 "#;
 
 /// Labels of a DORA gauge.
@@ -331,12 +336,17 @@ impl ApiMetrics {
 /// services together and each service.
 async fn compute(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<Report>, sqlx::Error> {
     let since = now - TimeDelta::days(i64::from(GAUGE_DAYS));
-    let environments: Vec<String> = sqlx::query_scalar(ENVIRONMENTS)
-        .bind(since)
-        .fetch_all(pool)
-        .await?;
+    let environments: Vec<String> = sqlx::query_scalar(ENVIRONMENTS).fetch_all(pool).await?;
     let mut reports = Vec::new();
     for environment in environments {
+        let measurable: bool = sqlx::query_scalar(MEASURABLE)
+            .bind(&environment)
+            .bind(since)
+            .fetch_one(pool)
+            .await?;
+        if !measurable {
+            continue;
+        }
         let query = MetricsQuery {
             days: GAUGE_DAYS,
             offset: 0,

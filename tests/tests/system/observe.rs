@@ -358,6 +358,10 @@ async fn api_metrics_time_routes_and_export_the_dora_gauges() {
         json!({"id": "i1", "kind": "incident_opened", "service": "web", "ref_id": "INC-1", "occurred_at": at(9)}),
         json!({"id": "i2", "kind": "incident_closed", "service": "web", "ref_id": "INC-1", "occurred_at": at(7)}),
         json!({"id": "s1", "kind": "deploy", "service": "api", "environment": "staging", "git_sha": "ccc1", "occurred_at": at(5)}),
+        // Environments with nothing in the week but an incident still open (measured),
+        // and with nothing at all in it (not measured).
+        json!({"id": "o1", "kind": "incident_opened", "service": "db", "environment": "dr", "ref_id": "INC-2", "occurred_at": at(40 * 24)}),
+        json!({"id": "q1", "kind": "deploy", "service": "api", "environment": "qa", "git_sha": "ddd1", "occurred_at": at(30 * 24)}),
     ])
     .await;
     let api = env.spawn_api().await;
@@ -442,6 +446,18 @@ async fn api_metrics_time_routes_and_export_the_dora_gauges() {
             "{context}"
         );
     }
+    assert_eq!(
+        s.label_values("dora_deploy_attempts", "environment"),
+        ["dr", "prod", "staging"].map(str::to_owned).into(),
+        "every environment with something in the week, no other"
+    );
+    assert_eq!(
+        s.value(
+            "dora_open_incidents",
+            &[("environment", "dr"), ("service", "")]
+        ),
+        Some(1.0)
+    );
     // The fixture's own numbers, so the comparison above cannot pass on two wrong sides.
     let all = [("environment", "prod"), ("service", "")];
     assert_eq!(s.value("dora_deploy_attempts", &all), Some(4.0));
