@@ -96,6 +96,15 @@ mod tests {
         assert!(packed(&sent[..3]).is_err());
     }
 
+    /// A `float8[]` (the values' old form) is refused at decoding, not misread as bytes.
+    #[test]
+    fn only_a_bytea_is_read_as_packed_values() {
+        let bytea = <Vec<u8> as Type<Postgres>>::type_info();
+        let floats = <Vec<f64> as Type<Postgres>>::type_info();
+        assert!(<Values as Type<Postgres>>::compatible(&bytea));
+        assert!(!<Values as Type<Postgres>>::compatible(&floats));
+    }
+
     #[test]
     fn odd_counts_take_the_middle_value_and_even_counts_interpolate() {
         assert_eq!(interpolated(&mut []), None);
