@@ -78,7 +78,9 @@ FROM (
     JOIN marked_keys m
       ON m.service = e.service AND m.environment = e.environment AND m.git_sha = e.git_sha
     WHERE e.kind IN ('deploy', 'rollback', 'incident_opened')
-    WINDOW timeline AS (PARTITION BY e.service, e.environment, e.git_sha
+    -- The sha first: the sort then tells most keys apart by their first bytes (see
+    -- migration 0012); the partitions are the same in any column order.
+    WINDOW timeline AS (PARTITION BY e.git_sha, e.service, e.environment
                         ORDER BY e.occurred_at, e.kind <> 'deploy', e.stream_seq)
 ) t
 WHERE kind = 'deploy'
@@ -520,16 +522,22 @@ fn field(out: &mut String, value: Option<&str>) {
         out.push_str("\\N");
         return;
     };
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\0' => out.push_str("\\\\u0000"),
-            c => out.push(c),
-        }
+    // Runs of ordinary characters are copied whole: pushed one char at a time, the
+    // fields were a tenth of the process's CPU while the log is copied (perf).
+    let mut rest = value;
+    while let Some(at) = rest.find(['\\', '\t', '\n', '\r', '\0']) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            _ => "\\\\u0000",
+        });
+        // Each of them is one byte: `at + 1` is the next character's start.
+        rest = &rest[at + 1..];
     }
+    out.push_str(rest);
 }
 
 /// Truncated to the microsecond, as the live path's binary binding stores it (a
