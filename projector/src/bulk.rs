@@ -34,8 +34,8 @@ const COPY_CHUNK: usize = 20_000;
 const EVENT_COLUMNS: &str = "id, kind, service, environment, git_sha, succeeded, commit_at, \
                              ref_id, occurred_at, source, stream_seq, received_at";
 
-/// The log's primary key, added first after the load: when it fails on an id copied
-/// twice, the later copies go (see [`KEEP_FIRST_COPIES`]) and it is added again.
+/// The log's primary key: when its build fails on an id copied twice, the later copies
+/// go (see [`KEEP_FIRST_COPIES`]) and it is built again.
 const LOG_KEY: &str = "events_pkey";
 
 /// Removes every copy of an id but its first on the stream. The log refuses DELETE by
@@ -220,8 +220,10 @@ impl BulkLoad {
         ))
         .fetch_all(&mut *conn)
         .await?;
+        // A primary key comes back as a unique index, built beside other work (a
+        // unique index takes a lock reads can share), and attached as the key at the end.
         let keys: Vec<(String, String, String)> = sqlx::query_as(&format!(
-            "SELECT t.relname, c.conname, pg_get_constraintdef(c.oid)
+            "SELECT t.relname, c.conname, pg_get_indexdef(c.conindid)
              FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
              WHERE c.contype = 'p' AND c.connamespace = current_schema()::regnamespace
                AND t.relname IN ({INDEXED_TABLES})
@@ -234,11 +236,13 @@ impl BulkLoad {
             sqlx::query(&format!("ALTER TABLE {table} DROP CONSTRAINT {name}"))
                 .execute(&mut *conn)
                 .await?;
-            let definition = format!("ALTER TABLE {table} ADD CONSTRAINT {name} {definition}");
+            let attach =
+                format!("ALTER TABLE {table} ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name}");
             deferred.push(Deferred {
                 table,
                 name,
                 definition,
+                attach: Some(attach),
             });
         }
         for (table, name, definition) in indexes {
@@ -249,6 +253,7 @@ impl BulkLoad {
                 table,
                 name,
                 definition,
+                attach: None,
             });
         }
         let (chunks, mut incoming) = tokio::sync::mpsc::channel::<Chunk>(1);
@@ -344,23 +349,26 @@ impl BulkLoad {
         Ok(())
     }
 
-    /// Adds the log's primary key, derives the facts, builds the other indexes and
-    /// records `last_seq` as the store's position. Returns what the store made of the
-    /// messages.
+    /// Keys the log, derives the facts, builds the indexes and records `last_seq` as the
+    /// store's position. Returns what the store made of the messages.
     ///
-    /// The facts are derived on one connection while a second builds the log's other
-    /// indexes, then both take the facts' indexes from one list. Deriving is one
-    /// backend on one core (PostgreSQL 15 runs no INSERT ... SELECT in parallel), and
-    /// the log's indexes do not depend on the facts: one after the other, the machine's
-    /// second core sat idle for most of the derivation. (Deriving the deploy facts in
-    /// two shares of the services on both connections was tried too: 35 s became 26 s
-    /// each at once, and the whole replay took no less, the two cores being full.)
+    /// Two connections share the work. Deriving the deploy facts is the longest step
+    /// and one backend on one core (PostgreSQL 15 runs no INSERT ... SELECT in
+    /// parallel), so it starts at once on the first, and everything that does not need
+    /// it runs beside it on the second: the log's key (a unique index, which reads can
+    /// share), the incident facts and their indexes, the log's other indexes. Then both
+    /// take the deploy facts' indexes from one queue. One after the other, the second
+    /// core sat idle for 38 of the derivation's 46 s at 10M events (`vmstat`).
+    ///
+    /// The derivation does not wait for the key: ids the stream holds twice are rare.
+    /// When the key finds some, the later copies go and the deploy facts, derived from
+    /// a log that still held them, are derived again.
     pub async fn finish(mut self, last_seq: u64) -> Result<Applied> {
         self.flush().await?;
         let BulkLoad {
             chunks,
             writer,
-            mut deferred,
+            deferred,
             pool,
             mut applied,
             messages,
@@ -371,51 +379,79 @@ impl BulkLoad {
         let mut conn = writer.await.map_err(|_| crate::Error::BulkWriter)??;
         tracing::info!(messages, took = ?progress.started.elapsed(), "bulk load: the log is copied");
         sort_in_memory(&mut conn).await?;
-        let step = Instant::now();
-        // Every valid message was copied; the later copies of an id are all that goes.
-        let mut removed = 0;
-        if let Some(at) = deferred.iter().position(|d| d.name == LOG_KEY) {
-            let log_key = deferred.remove(at).definition;
-            if let Err(e) = sqlx::query(&log_key).execute(&mut *conn).await {
-                if !matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23505")) {
-                    return Err(e.into());
-                }
-                let [disable, delete, enable] = KEEP_FIRST_COPIES;
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                sqlx::query(disable).execute(&mut *tx).await?;
-                removed = sqlx::query(delete).execute(&mut *tx).await?.rows_affected();
-                sqlx::query(enable).execute(&mut *tx).await?;
-                tx.commit().await?;
-                sqlx::query(&log_key).execute(&mut *conn).await?;
-            }
-        }
-        let inserted = (messages - applied.rejected).saturating_sub(removed);
-        tracing::info!(events = inserted, took = ?step.elapsed(), "bulk load: the log is keyed");
-
-        let step = Instant::now();
         let mut other = pool.acquire().await?;
         sort_in_memory(&mut other).await?;
-        let (log_indexes, facts_indexes): (Vec<_>, Vec<_>) =
-            deferred.into_iter().partition(|d| d.table == "events");
-        // Taken from the end: the deploy facts' key and indexes, the largest, first.
-        let facts_indexes = std::sync::Mutex::new(facts_indexes.into_iter().rev().collect());
-        let (derived, facts_ready) = tokio::sync::oneshot::channel::<()>();
-        let derive = async {
-            derive_facts(&mut conn).await?;
-            let _ = derived.send(());
-            build_indexes(&mut conn, &facts_indexes).await
+        let step = Instant::now();
+
+        let attach: Vec<String> = deferred.iter().filter_map(|d| d.attach.clone()).collect();
+        let mut log_key = None;
+        let (mut log_indexes, mut incident_indexes, mut deploy_indexes) =
+            (Vec::new(), Vec::new(), Vec::new());
+        for index in deferred {
+            match index.table.as_str() {
+                "events" if index.name == LOG_KEY => log_key = Some(index),
+                "events" => log_indexes.push(index),
+                "incident_facts" => incident_indexes.push(index),
+                _ => deploy_indexes.push(index),
+            }
+        }
+        // Popped from the end: the widest keys, the longest sorts, first, so the two
+        // connections finish together.
+        deploy_indexes.sort_by_key(|d| d.definition.matches(',').count());
+        let deploy_indexes = std::sync::Mutex::new(deploy_indexes);
+
+        let (keyed, key_ready) = tokio::sync::oneshot::channel::<u64>();
+        let (incidents_derived, incidents_ready) = tokio::sync::oneshot::channel::<()>();
+        let (deploys_derived, deploys_ready) = tokio::sync::oneshot::channel::<()>();
+        let first = async {
+            let started = Instant::now();
+            derive_deploy_facts(&mut conn).await?;
+            let removed = key_ready.await.map_err(|_| crate::Error::BulkWriter)?;
+            if removed > 0 {
+                sqlx::query("TRUNCATE deploy_facts")
+                    .execute(&mut *conn)
+                    .await?;
+                derive_deploy_facts(&mut conn).await?;
+            }
+            tracing::info!(took = ?started.elapsed(), "bulk load: deploy facts derived");
+            let _ = deploys_derived.send(());
+            incidents_ready
+                .await
+                .map_err(|_| crate::Error::BulkWriter)?;
+            sqlx::query(DERIVE_SERVICES).execute(&mut *conn).await?;
+            build_indexes(&mut conn, &deploy_indexes).await?;
+            Ok::<u64, crate::Error>(removed)
         };
-        let index_log = async {
-            build_indexes(&mut other, &std::sync::Mutex::new(log_indexes)).await?;
+        let second = async {
+            let removed = match log_key {
+                Some(key) => key_the_log(&mut other, &key.definition).await?,
+                None => 0,
+            };
+            tracing::info!(removed, took = ?step.elapsed(), "bulk load: the log is keyed");
+            let _ = keyed.send(removed);
+            let started = Instant::now();
+            let incidents = sqlx::query(DERIVE_INCIDENT_FACTS)
+                .execute(&mut *other)
+                .await?
+                .rows_affected();
+            tracing::info!(incidents, took = ?started.elapsed(), "bulk load: incident facts derived");
+            let _ = incidents_derived.send(());
+            incident_indexes.append(&mut log_indexes);
+            build_indexes(&mut other, &std::sync::Mutex::new(incident_indexes)).await?;
             // Nothing to take when the derivation failed: its error is the one returned.
-            if facts_ready.await.is_ok() {
-                build_indexes(&mut other, &facts_indexes).await?;
+            if deploys_ready.await.is_ok() {
+                build_indexes(&mut other, &deploy_indexes).await?;
             }
             Ok(())
         };
-        tokio::try_join!(derive, index_log)?;
+        let (removed, ()) = tokio::try_join!(first, second)?;
         sqlx::query("RESET ALL").execute(&mut *other).await?;
         drop(other);
+        // Each key needs its table to itself for a moment: attached once nothing reads.
+        for statement in attach {
+            sqlx::query(&statement).execute(&mut *conn).await?;
+        }
+        let inserted = (messages - applied.rejected).saturating_sub(removed);
         tracing::info!(took = ?step.elapsed(), "bulk load: facts derived and indexes built");
         // Statistics for the planner, and the visibility map of the facts the metrics
         // read: without it no scan is index-only, and a 90-day window on a freshly
@@ -445,12 +481,32 @@ impl BulkLoad {
     }
 }
 
-/// An index or primary key dropped for the load: its table, name and the statement
-/// that builds it again.
+/// Builds the log's key (as a unique index: `definition`). Every valid message was
+/// copied, so when the stream held an id twice the build fails; the later copies go and
+/// it is built again. Returns how many copies went.
+async fn key_the_log(conn: &mut PoolConnection<Postgres>, definition: &str) -> Result<u64> {
+    match sqlx::query(definition).execute(&mut **conn).await {
+        Ok(_) => return Ok(0),
+        Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("23505") => {}
+        Err(e) => return Err(e.into()),
+    }
+    let [disable, delete, enable] = KEEP_FIRST_COPIES;
+    let mut tx = sqlx::Connection::begin(&mut **conn).await?;
+    sqlx::query(disable).execute(&mut *tx).await?;
+    let removed = sqlx::query(delete).execute(&mut *tx).await?.rows_affected();
+    sqlx::query(enable).execute(&mut *tx).await?;
+    tx.commit().await?;
+    sqlx::query(definition).execute(&mut **conn).await?;
+    Ok(removed)
+}
+
+/// An index or primary key dropped for the load: its table, name, the statement that
+/// builds the index again and, for a primary key, the one that makes that index the key.
 struct Deferred {
     table: String,
     name: String,
     definition: String,
+    attach: Option<String>,
 }
 
 /// Sorts and index builds in memory where they fit; on this connection only, reset
@@ -464,9 +520,8 @@ async fn sort_in_memory(conn: &mut PoolConnection<Postgres>) -> Result<()> {
     Ok(())
 }
 
-/// The facts of every attempt and incident, and the services they name.
-async fn derive_facts(conn: &mut PoolConnection<Postgres>) -> Result<()> {
-    let step = Instant::now();
+/// The facts of every attempt.
+async fn derive_deploy_facts(conn: &mut PoolConnection<Postgres>) -> Result<()> {
     for statement in MARKED_KEYS {
         sqlx::query(statement).execute(&mut **conn).await?;
     }
@@ -477,12 +532,7 @@ async fn derive_facts(conn: &mut PoolConnection<Postgres>) -> Result<()> {
     sqlx::query("DROP TABLE marked_keys")
         .execute(&mut **conn)
         .await?;
-    let incidents = sqlx::query(DERIVE_INCIDENT_FACTS)
-        .execute(&mut **conn)
-        .await?
-        .rows_affected();
-    sqlx::query(DERIVE_SERVICES).execute(&mut **conn).await?;
-    tracing::info!(deploys, incidents, took = ?step.elapsed(), "bulk load: facts derived");
+    tracing::debug!(deploys, "bulk load: deploy facts inserted");
     Ok(())
 }
 

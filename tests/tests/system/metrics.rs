@@ -881,6 +881,24 @@ async fn the_bulk_path_leaves_the_same_store_as_the_live_path() {
             .await
             .unwrap();
         assert_eq!(position, last as i64);
+        // The indexes and keys dropped for the load are all back, as the migrations
+        // declare them: the primary keys as constraints, not just unique indexes.
+        let schema = "SELECT string_agg(d, E'\\n' ORDER BY d) FROM (
+                          SELECT indexdef AS d FROM pg_indexes WHERE schemaname = current_schema()
+                          UNION ALL
+                          SELECT conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+                          FROM pg_constraint WHERE connamespace = current_schema()::regnamespace) s";
+        let live: String = sqlx::query_scalar(schema)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+        let built: String = sqlx::query_scalar(schema).fetch_one(&bulk).await.unwrap();
+        assert!(live.contains("events_pkey PRIMARY KEY"), "{live}");
+        assert!(
+            live == built,
+            "seed {seed:x}: the schema differs:\n{}",
+            first_difference(&live, &built)
+        );
         bulk.close().await;
         env.cleanup().await;
     }
