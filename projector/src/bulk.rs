@@ -378,9 +378,9 @@ impl BulkLoad {
         drop(chunks);
         let mut conn = writer.await.map_err(|_| crate::Error::BulkWriter)??;
         tracing::info!(messages, took = ?progress.started.elapsed(), "bulk load: the log is copied");
-        bulk_settings(&mut conn).await?;
+        sort_in_memory(&mut conn).await?;
         let mut other = pool.acquire().await?;
-        bulk_settings(&mut other).await?;
+        sort_in_memory(&mut other).await?;
         let step = Instant::now();
 
         let attach: Vec<String> = deferred.iter().filter_map(|d| d.attach.clone()).collect();
@@ -410,7 +410,11 @@ impl BulkLoad {
         let first = async {
             let started = Instant::now();
             derive_deploy_facts(&mut conn).await?;
-            let removed = key_ready.await.map_err(|_| crate::Error::BulkWriter)?;
+            // A closed channel means the second connection failed: its error is the one
+            // returned, as below.
+            let Ok(removed) = key_ready.await else {
+                return Ok(0);
+            };
             if removed > 0 {
                 sqlx::query("TRUNCATE deploy_facts")
                     .execute(&mut *conn)
@@ -419,9 +423,9 @@ impl BulkLoad {
             }
             tracing::info!(took = ?started.elapsed(), "bulk load: deploy facts derived");
             let _ = deploys_derived.send(());
-            incidents_ready
-                .await
-                .map_err(|_| crate::Error::BulkWriter)?;
+            if incidents_ready.await.is_err() {
+                return Ok(removed);
+            }
             sqlx::query(DERIVE_SERVICES).execute(&mut *conn).await?;
             build_indexes(&mut conn, &deploy_indexes).await?;
             Ok::<u64, crate::Error>(removed)
@@ -525,7 +529,7 @@ struct Deferred {
 
 /// Sorts and index builds in memory where they fit; on this connection only, reset
 /// before it goes back to the pool.
-async fn bulk_settings(conn: &mut PoolConnection<Postgres>) -> Result<()> {
+async fn sort_in_memory(conn: &mut PoolConnection<Postgres>) -> Result<()> {
     for setting in ["work_mem = '256MB'", "maintenance_work_mem = '512MB'"] {
         sqlx::query(&format!("SET {setting}"))
             .execute(&mut **conn)
