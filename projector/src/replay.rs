@@ -4,7 +4,7 @@
 //! as the live one, by the bulk path (`crate::bulk`: COPY, facts derived over the whole
 //! log, indexes built last), then renamed into place in one transaction. Readers see the old store or the new one, never a half-built one. The
 //! live projector may keep running: replay catches up with it in rounds, then, holding
-//! its batch lock for a moment, reads the last messages it wrote, so nothing it
+//! its store lock for a moment, reads the last messages it wrote, so nothing it
 //! appended or rejected is lost; its next batch lands in the new store.
 //!
 //! Replay deletes nothing it cannot rebuild: a stream that can drop messages, or has
@@ -227,10 +227,10 @@ impl From<sqlx::Error> for Swap {
     }
 }
 
-/// Swaps the rebuilt store in, in one transaction on the live store. The projector's
-/// batch lock first: the batch in flight commits, and no other can until the renames
-/// are committed, not even one of only rejected messages (which never touches the log,
-/// so the log's lock alone would let it land in the store being retired). Then the
+/// Swaps the rebuilt store in, in one transaction on the live store. The store lock
+/// first, exclusively: the batches in flight commit, and no other starts until the
+/// renames are committed, not even one of only rejected messages (which never touches
+/// the log, so the log's lock alone would let it land in the store being retired). Then the
 /// last messages the live store wrote are read into the rebuilt one, the two are
 /// compared, and the schemas change names.
 async fn swap<S>(
@@ -256,7 +256,7 @@ where
         .execute(&mut *tx)
         .await?;
     store::lock_batches(&mut tx).await?;
-    // Readers go on; writers that do not take the batch lock (none of dora's) wait too.
+    // Readers go on; writers that do not take the store lock (none of dora's) wait too.
     sqlx::query(&format!(
         "LOCK TABLE {live_schema}.events IN EXCLUSIVE MODE"
     ))

@@ -137,17 +137,38 @@ pub async fn migrate(pool: &PgPool, schema: &str) -> Result<()> {
     Ok(())
 }
 
-/// Serialises batch transactions on one store. Two projectors (or a projector and a
-/// late replay catch-up) recomputing the same deploy's facts concurrently could each miss
-/// the other's uncommitted rows; with this lock each sees the other's commit.
-const LOCK_STORE: &str =
+/// Held shared by every batch transaction from its first statement to its commit, and
+/// exclusively by replay's swap ([`lock_batches`]): the swap waits for the batches in
+/// flight and no batch starts until the schemas have changed names, so a batch never
+/// appends to one store and recomputes in the other.
+const SHARE_STORE: &str =
+    "SELECT pg_advisory_xact_lock_shared(hashtext('dora-store:' || current_schema()))";
+
+/// Serialises the part of a batch that reads what other batches wrote: the recompute of
+/// the facts, the rejections and the position. Two projectors (or a projector and a late
+/// replay catch-up), or two batches of one projector in flight at once, recomputing the
+/// same deploy's facts concurrently could each miss the other's uncommitted rows; with
+/// this lock each sees the other's commit. The appends before it need no lock: a batch's
+/// recompute reads the log as the batches committed before it left it, plus its own
+/// rows, exactly as if it had appended them under the lock too, and a later batch's
+/// recompute covers whatever its own rows change. So one batch's appends run while
+/// another's recompute and commit do (see `consume`).
+const SERIALISE_BATCHES: &str =
     "SELECT pg_advisory_xact_lock(hashtext('dora-batch:' || current_schema()))";
 
-/// Takes the batch lock of the store `conn`'s search path points at, until the end of
-/// its transaction: no batch commits meanwhile, not even one that only keeps rejected
-/// messages (replay's swap needs that).
+/// Takes the store lock of the store `conn`'s search path points at, exclusively, until
+/// the end of its transaction: it waits for every batch in flight, and no batch starts
+/// meanwhile, not even one that only keeps rejected messages (replay's swap needs that).
 pub async fn lock_batches(conn: &mut sqlx::PgConnection) -> Result<()> {
-    sqlx::query(LOCK_STORE).execute(conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('dora-store:' || current_schema()))")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// What a batch transaction takes first: the store lock, shared (see [`lock_batches`]).
+pub async fn enter_store(conn: &mut sqlx::PgConnection) -> Result<()> {
+    sqlx::query(SHARE_STORE).execute(conn).await?;
     Ok(())
 }
 
@@ -212,8 +233,14 @@ pub async fn adopt_identity(pool: &PgPool, of: &Position) -> Result<()> {
 }
 
 /// Appends the batch's events (first occurrence of an id wins) and inserts the facts of
-/// the new deploys and incident opens, and the services they name, in one statement. Returns the rows it appended,
-/// so the caller knows which keys to recompute and how many were duplicates.
+/// the new deploys and incident opens, and the services they name, in one statement.
+/// Returns the rows it appended, so the caller knows which keys to recompute and how
+/// many were duplicates.
+///
+/// Two batches' appends can run at once (see `SERIALISE_BATCHES`), and an insert that
+/// meets a key the other inserted and has not committed waits for it: rows go in key
+/// order (ids, services), so two batches holding the same new keys wait in one
+/// direction and never deadlock.
 const APPEND_EVENTS: &str = r#"
 WITH incoming AS (
     SELECT *
@@ -227,10 +254,10 @@ WITH incoming AS (
 appended AS (
     INSERT INTO events (id, kind, service, environment, git_sha, succeeded, commit_at,
                         ref_id, occurred_at, source, stream_seq, received_at)
-    SELECT id, kind, service, environment, git_sha, succeeded, commit_at,
+    SELECT DISTINCT ON (id) id, kind, service, environment, git_sha, succeeded, commit_at,
            ref_id, occurred_at, source, stream_seq, received_at
     FROM incoming
-    ORDER BY ord
+    ORDER BY id, ord
     ON CONFLICT (id) DO NOTHING
     RETURNING *
 ),
@@ -255,6 +282,7 @@ born AS (
     SELECT DISTINCT environment, service
     FROM appended
     WHERE kind IN ('deploy', 'incident_opened')
+    ORDER BY environment, service
     ON CONFLICT DO NOTHING
 )
 SELECT kind, service, environment, git_sha, ref_id, occurred_at FROM appended
@@ -512,7 +540,7 @@ pub async fn apply_at(pool: &PgPool, batch: &[Decoded], last_seq: Option<u64>) -
         .collect();
 
     let mut tx = pool.begin().await?;
-    sqlx::query(LOCK_STORE).execute(&mut *tx).await?;
+    enter_store(&mut tx).await?;
 
     let appended: Vec<AppendedRow> = if events.is_empty() {
         Vec::new()
@@ -544,6 +572,9 @@ pub async fn apply_at(pool: &PgPool, batch: &[Decoded], last_seq: Option<u64>) -
             .fetch_all(&mut *tx)
             .await?
     };
+
+    // From here on one batch at a time: see SERIALISE_BATCHES.
+    sqlx::query(SERIALISE_BATCHES).execute(&mut *tx).await?;
 
     // The keys whose facts the new rows can change, with when: each recompute reads only
     // the slice of its key around the new events. BTree: each once, and the same order in

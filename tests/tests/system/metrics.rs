@@ -698,7 +698,7 @@ pub(crate) fn random_log(rng: &mut Rng, n: usize) -> Vec<Value> {
 async fn the_facts_agree_with_a_naive_reading_of_the_contract_on_random_logs() {
     let mut rng = Rng::new(0x5EED_D0A4);
     let log = random_log(&mut rng, 1500);
-    agree_with_the_oracle(log, &mut rng, 200).await;
+    agree_with_the_oracle(log, &mut rng, 200, 1).await;
 }
 
 /// The hot-key shape: few keys, each with a long history, so a batch's recompute works
@@ -711,7 +711,17 @@ async fn the_facts_agree_with_a_naive_reading_of_the_contract_on_hot_keys() {
     let mut rng = Rng::new(0x0407_1EE5);
     let mut log = random_log(&mut rng, 2500);
     hot_keys(&mut log, &mut rng);
-    agree_with_the_oracle(log, &mut rng, 40).await;
+    agree_with_the_oracle(log, &mut rng, 40, 1).await;
+}
+
+/// The hot-key shape again, two batches written at once: their appends and recomputes
+/// interleave on the same keys (see `store::SERIALISE_BATCHES`).
+#[tokio::test]
+async fn the_facts_agree_with_a_naive_reading_when_batches_are_written_two_at_a_time() {
+    let mut rng = Rng::new(0x2B47_C4E5);
+    let mut log = random_log(&mut rng, 2500);
+    hot_keys(&mut log, &mut rng);
+    agree_with_the_oracle(log, &mut rng, 40, 2).await;
 }
 
 /// Turns a random log into the hot-key shape (see the test above).
@@ -942,9 +952,9 @@ fn as_messages(env: &TestEnv, log: &[Value]) -> Vec<dora_projector::decode::Deco
         .collect()
 }
 
-/// Feeds `log` shuffled, in batches of up to `batch` events, then checks random windows
-/// against the oracle and the naive SQL.
-async fn agree_with_the_oracle(mut log: Vec<Value>, rng: &mut Rng, batch: u64) {
+/// Feeds `log` shuffled, in batches of up to `batch` events, `together` batches written
+/// at once, then checks random windows against the oracle and the naive SQL.
+async fn agree_with_the_oracle(mut log: Vec<Value>, rng: &mut Rng, batch: u64, together: usize) {
     let env = TestEnv::new().await;
     // Arrival order is not event order: shuffle, then feed in batches of random size.
     for i in (1..log.len()).rev() {
@@ -958,9 +968,15 @@ async fn agree_with_the_oracle(mut log: Vec<Value>, rng: &mut Rng, batch: u64) {
     drop((a.unwrap(), b.unwrap()));
     let mut fed = 0;
     while fed < log.len() {
-        let take = (1 + rng.below(batch) as usize).min(log.len() - fed);
-        env.seed(&log[fed..fed + take]).await;
-        fed += take;
+        // `together` batches written at once, as the projector has them in flight: one
+        // appends while another recomputes and commits.
+        let mut batches = Vec::new();
+        for _ in 0..together {
+            let take = (1 + rng.below(batch) as usize).min(log.len() - fed);
+            batches.push(&log[fed..fed + take]);
+            fed += take;
+        }
+        futures::future::join_all(batches.into_iter().map(|b| env.seed(b))).await;
         // After every batch, not only at the end: a later batch that rewalks a key can
         // hide a wrong slice, so the facts of the log so far are checked over the whole
         // time range, where any wrong attempt or incident shows.

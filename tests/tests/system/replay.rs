@@ -433,7 +433,7 @@ async fn a_message_rejected_while_the_replay_builds_is_in_the_new_store() {
     env.publish_raw(&env.subject("prod", "api", "deploy"), b"{not json", None)
         .await;
     // Either the live projector keeps it now, in the store being retired, or it waits
-    // on a lock behind the swap (a replay that holds the batch lock in its swap).
+    // on a lock behind the swap (a replay that holds the store lock in its swap).
     eventually("the live projector handles the rejection", || async {
         let (kept, waiting): (i64, i64) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM rejected_events), \
@@ -696,10 +696,10 @@ async fn a_batch_of_only_rejected_messages_during_the_swap_lands_in_the_new_stor
     projector.stop().await.unwrap();
 
     // The test plays the live projector writing a batch of one rejected message,
-    // sequence 4, exactly as store::apply does: the batch lock, the rejection, the
-    // position; not committed yet.
+    // sequence 4, exactly as store::apply does: the store lock (shared), the rejection,
+    // the position; not committed yet.
     let mut batch = env.pool.begin().await.unwrap();
-    dora_projector::store::lock_batches(&mut batch)
+    dora_projector::store::enter_store(&mut batch)
         .await
         .unwrap();
     sqlx::query(
