@@ -445,10 +445,9 @@ impl Projector {
     /// backlog waits (a whole batch more pending), up to [`IN_FLIGHT`] batches are
     /// written at once: the next batch is decoded and its events appended while the one
     /// before it recomputes its facts and commits (the store serialises the recomputes,
-    /// see `store::SERIALISE_BATCHES`). Each batch is
-    /// acked once its own transaction committed. The batches in hand when `shutdown`
-    /// turns true are finished (written and acked) if the database allows, else left
-    /// unacked.
+    /// see `store::SERIALISE_BATCHES`). Each batch is acked once its own transaction
+    /// committed. The batches in hand when `shutdown` turns true are finished (written
+    /// and acked) if the database allows, else left unacked.
     pub async fn run(
         mut self,
         shutdown: watch::Receiver<bool>,

@@ -230,9 +230,9 @@ impl From<sqlx::Error> for Swap {
 /// Swaps the rebuilt store in, in one transaction on the live store. The store lock
 /// first, exclusively: the batches in flight commit, and no other starts until the
 /// renames are committed, not even one of only rejected messages (which never touches
-/// the log, so the log's lock alone would let it land in the store being retired). Then the
-/// last messages the live store wrote are read into the rebuilt one, the two are
-/// compared, and the schemas change names.
+/// the log, so the log's lock alone would let it land in the store being retired).
+/// Then the last messages the live store wrote are read into the rebuilt one, the two
+/// are compared, and the schemas change names.
 async fn swap<S>(
     live: &PgPool,
     live_schema: &str,

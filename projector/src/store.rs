@@ -142,12 +142,15 @@ pub async fn migrate(pool: &PgPool, schema: &str) -> Result<()> {
     Ok(())
 }
 
-/// Held shared by every batch transaction from its first statement to its commit, and
-/// exclusively by replay's swap ([`lock_batches`]): the swap waits for the batches in
-/// flight and no batch starts until the schemas have changed names, so a batch never
-/// appends to one store and recomputes in the other.
+/// The store lock: held shared by every batch transaction from its first statement to
+/// its commit ([`enter_store`]), and exclusively by replay's swap ([`lock_batches`]):
+/// the swap waits for the batches in flight and no batch starts until the schemas have
+/// changed names, so a batch never appends to one store and recomputes in the other.
 const SHARE_STORE: &str =
     "SELECT pg_advisory_xact_lock_shared(hashtext('dora-store:' || current_schema()))";
+/// The store lock, exclusively (see [`SHARE_STORE`]).
+const LOCK_STORE: &str =
+    "SELECT pg_advisory_xact_lock(hashtext('dora-store:' || current_schema()))";
 
 /// Serialises the part of a batch that reads what other batches wrote: the recompute of
 /// the facts, the rejections and the position. Two projectors (or a projector and a late
@@ -165,9 +168,7 @@ const SERIALISE_BATCHES: &str =
 /// the end of its transaction: it waits for every batch in flight, and no batch starts
 /// meanwhile, not even one that only keeps rejected messages (replay's swap needs that).
 pub async fn lock_batches(conn: &mut sqlx::PgConnection) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('dora-store:' || current_schema()))")
-        .execute(conn)
-        .await?;
+    sqlx::query(LOCK_STORE).execute(conn).await?;
     Ok(())
 }
 
