@@ -453,8 +453,8 @@ impl Projector {
         shutdown: watch::Receiver<bool>,
         metrics: &ProjectorMetrics,
     ) -> Result<()> {
-        let mut batches: Batches = Box::pin(futures::stream::pending());
-        std::mem::swap(&mut batches, &mut self.batches);
+        let mut batches =
+            std::mem::replace(&mut self.batches, Box::pin(futures::stream::pending()));
         let this = &self;
         let mut progress = Progress::default();
         let mut writing = FuturesOrdered::new();

@@ -255,7 +255,7 @@ where
     sqlx::query("SET LOCAL lock_timeout = '30s'")
         .execute(&mut *tx)
         .await?;
-    store::lock_batches(&mut tx).await?;
+    store::lock_store(&mut tx).await?;
     // Readers go on; writers that do not take the store lock (none of dora's) wait too.
     sqlx::query(&format!(
         "LOCK TABLE {live_schema}.events IN EXCLUSIVE MODE"

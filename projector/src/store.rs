@@ -143,7 +143,7 @@ pub async fn migrate(pool: &PgPool, schema: &str) -> Result<()> {
 }
 
 /// The store lock: held shared by every batch transaction from its first statement to
-/// its commit ([`enter_store`]), and exclusively by replay's swap ([`lock_batches`]):
+/// its commit ([`enter_store`]), and exclusively by replay's swap ([`lock_store`]):
 /// the swap waits for the batches in flight and no batch starts until the schemas have
 /// changed names, so a batch never appends to one store and recomputes in the other.
 const SHARE_STORE: &str =
@@ -167,12 +167,12 @@ const SERIALISE_BATCHES: &str =
 /// Takes the store lock of the store `conn`'s search path points at, exclusively, until
 /// the end of its transaction: it waits for every batch in flight, and no batch starts
 /// meanwhile, not even one that only keeps rejected messages (replay's swap needs that).
-pub async fn lock_batches(conn: &mut sqlx::PgConnection) -> Result<()> {
+pub async fn lock_store(conn: &mut sqlx::PgConnection) -> Result<()> {
     sqlx::query(LOCK_STORE).execute(conn).await?;
     Ok(())
 }
 
-/// What a batch transaction takes first: the store lock, shared (see [`lock_batches`]).
+/// What a batch transaction takes first: the store lock, shared (see [`lock_store`]).
 pub async fn enter_store(conn: &mut sqlx::PgConnection) -> Result<()> {
     sqlx::query(SHARE_STORE).execute(conn).await?;
     Ok(())
