@@ -128,6 +128,8 @@ pub struct Dashboard {
     pub open_total: i64,
     /// The form's choices.
     pub form: Form,
+    /// A service was asked for that has no event in the environment.
+    pub unknown_service: bool,
     /// `/dora?...` for this page's window and scope.
     pub dora_url: String,
     /// `/dora/trend?...`.
@@ -235,8 +237,11 @@ pub struct OpenRow {
 pub struct Form {
     /// Window lengths offered: (days, label, selected).
     pub days: Vec<(u32, String, bool)>,
-    /// Services offered: (name, selected).
-    pub services: Vec<(String, bool)>,
+    /// Every service the environment has events of, suggested as the reader types:
+    /// a drop-down of 10k services (the 10M-event benchmark) could not be read.
+    pub services: Vec<String>,
+    /// The service shown, empty for all.
+    pub service: String,
     /// The environment.
     pub environment: String,
     /// `as_of`, when the reader pinned it.
@@ -571,16 +576,17 @@ impl Dashboard {
             day_choices.push(query.days);
             day_choices.sort_unstable();
         }
+        let service = query.service.as_deref();
+        // A typed name the environment has no event of (a typo, another environment's
+        // service) would otherwise show a page of zeros as if the service were idle.
+        let unknown_service = service.is_some_and(|s| !inputs.services.iter().any(|k| k == s));
         let form = Form {
             days: day_choices
                 .into_iter()
                 .map(|d| (d, count(i64::from(d), "day", "days"), d == query.days))
                 .collect(),
-            services: inputs
-                .services
-                .iter()
-                .map(|s| (s.clone(), query.service.as_deref() == Some(s.as_str())))
-                .collect(),
+            services: inputs.services,
+            service: service.unwrap_or_default().to_owned(),
             environment: query.environment.clone(),
             as_of: pinned.then(|| {
                 query
@@ -589,7 +595,6 @@ impl Dashboard {
             }),
         };
 
-        let service = query.service.as_deref();
         let w = current.window;
         Dashboard {
             alerts: Vec::new(),
@@ -607,6 +612,7 @@ impl Dashboard {
             open_incidents,
             open_total: current.time_to_restore.open_incidents,
             form,
+            unknown_service,
             dora_url: link("/dora", query, pinned, service),
             trend_url: link("/dora/trend", query, pinned, service),
             failures_url: link("/dora/failures", query, pinned, service),
@@ -826,6 +832,57 @@ mod tests {
             .all(|w| w[0].attempts >= w[1].attempts));
         let html = page.render().unwrap();
         assert!(html.contains("Showing the 50 with the most attempts of 60 services"));
+    }
+
+    /// The service field keeps the name shown, suggests every known service, and a
+    /// name the environment has no event of is named as such.
+    #[test]
+    fn the_service_field_suggests_and_an_unknown_name_is_said() {
+        let page = |service: Option<&str>| {
+            let query = MetricsQuery {
+                days: 7,
+                offset: 0,
+                as_of: at("2026-03-16T00:00:00Z"),
+                service: service.map(str::to_owned),
+                environment: "prod".to_owned(),
+            };
+            let report = Report::assemble(
+                query.window(),
+                query.service.clone(),
+                "prod".to_owned(),
+                Counts::default(),
+            );
+            let inputs = Inputs {
+                trend: vec![report; TREND_WINDOWS as usize],
+                by_service: Vec::new(),
+                failures: Failures {
+                    window: query.window(),
+                    service: query.service.clone(),
+                    environment: "prod".to_owned(),
+                    total: 0,
+                    failures: Vec::new(),
+                },
+                open_incidents: Vec::new(),
+                services: vec!["api".to_owned(), "web".to_owned()],
+            };
+            Dashboard::build(&query, false, inputs).render().unwrap()
+        };
+        let notice = "No deploy or incident of";
+        let all = page(None);
+        assert!(all.contains("list=\"service-names\" value=\"\""), "{all}");
+        assert!(all.contains("<option value=\"api\">") && all.contains("<option value=\"web\">"));
+        assert!(!all.contains(notice));
+        let known = page(Some("web"));
+        assert!(
+            known.contains("list=\"service-names\" value=\"web\""),
+            "{known}"
+        );
+        assert!(!known.contains(notice));
+        let unknown = page(Some("wbe"));
+        assert!(
+            unknown.contains("No deploy or incident of wbe is recorded in prod"),
+            "{unknown}"
+        );
     }
 
     #[test]

@@ -116,8 +116,8 @@ pub fn parse(raw: &str, now: DateTime<Utc>, accepted: &[&str]) -> Result<Params>
     parse_pairs(form_urlencoded::parse(raw.as_bytes()), now, accepted)
 }
 
-/// [`parse`] for the dashboard's form: its service drop-down sends `service=` for
-/// "all services", which is read as no `service`.
+/// [`parse`] for the dashboard's form: its service field sends `service=` when left
+/// empty, for all services, which is read as no `service`.
 pub fn parse_form(raw: &str, now: DateTime<Utc>, accepted: &[&str]) -> Result<Params> {
     parse_pairs(
         form_urlencoded::parse(raw.as_bytes())

@@ -271,6 +271,20 @@ async fn cards_show_current_prior_change_and_direction_by_polarity() {
     let (status, quiet) =
         get_html(&api.url, &format!("/dashboard?as_of={AS_OF}&service=batch")).await;
     assert_eq!(status, 200);
+    // A quiet service is a known one: its name stays in the field, and no notice.
+    assert!(
+        quiet.contains("list=\"service-names\" value=\"batch\""),
+        "{quiet}"
+    );
+    assert!(!quiet.contains("No deploy or incident of"), "{quiet}");
+    // A name the environment has no event of is said so, not shown as an idle service.
+    let (status, typo) =
+        get_html(&api.url, &format!("/dashboard?as_of={AS_OF}&service=bacth")).await;
+    assert_eq!(status, 200);
+    assert!(
+        typo.contains("No deploy or incident of bacth is recorded in prod"),
+        "{typo}"
+    );
     for metric in ["Lead time for changes", "Time to restore"] {
         assert_card(
             &quiet,
@@ -356,13 +370,18 @@ async fn the_page_lists_services_failures_and_open_incidents_escaped() {
     // Open incidents, by ref_id, with how long they have been open at the window's end.
     assert!(page.contains("Open incidents (1)"), "{page}");
     assert!(page.contains("api 12 Mar 2026 06:00 3 days 18 h"), "{page}");
-    // The form offers every service with events, and links to the JSON behind the page.
+    // The form suggests every service with events as the reader types, and links to
+    // the JSON behind the page.
+    let datalist = &html[html.find("<datalist id=\"service-names\">").unwrap()..];
+    let datalist = &datalist[..datalist.find("</datalist>").unwrap()];
     for service in ["api", "batch", "web"] {
         assert!(
-            html.contains(&format!("<option value=\"{service}\">{service}</option>")),
-            "{service}"
+            datalist.contains(&format!("<option value=\"{service}\">")),
+            "{service}: {datalist}"
         );
     }
+    assert!(html.contains("list=\"service-names\" value=\"\""), "{html}");
+    assert!(!page.contains("No deploy or incident of"), "{page}");
     for path in ["/dora", "/dora/trend", "/dora/failures"] {
         let href = format!("href=\"{path}?days=7&{pinned}&environment=prod\"");
         assert!(attributes.contains(&href), "{href}");
