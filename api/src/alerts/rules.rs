@@ -172,6 +172,60 @@ mod tests {
         judge(Metric::LeadTime, &s, &AlertSettings::default())
     }
 
+    /// The names stored in `dora_alerts` and served by `GET /alerts`, and read back.
+    #[test]
+    fn metric_names_round_trip() {
+        assert_eq!(Metric::ChangeFailureRate.as_str(), "change_failure_rate");
+        assert_eq!(Metric::LeadTime.as_str(), "lead_time");
+        assert_eq!(Metric::ChangeFailureRate.title(), "Change failure rate");
+        assert_eq!(Metric::LeadTime.title(), "Lead time for changes");
+        for m in Metric::ALL {
+            assert_eq!(Metric::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(Metric::parse("deployment_frequency"), None);
+    }
+
+    /// "At least `DORA_ALERT_MIN_ATTEMPTS`" (3 by default): exactly that many is judged.
+    #[test]
+    fn the_minimum_is_inclusive() {
+        assert_eq!(cfr((4, 0), (3, 2)), Verdict::Regressed, "3 attempts now");
+        assert_eq!(
+            cfr((4, 0), (2, 2)),
+            Verdict::NotEnoughData,
+            "2 attempts now"
+        );
+        let h = |x: f64| Some(x);
+        assert_eq!(
+            lead((h(1.0), 1), (h(9.0), 3)),
+            Verdict::Regressed,
+            "3 samples now"
+        );
+        assert_eq!(lead((h(1.0), 1), (h(9.0), 2)), Verdict::NotEnoughData);
+        // One sample before is a baseline; none is not.
+        assert_eq!(lead((h(1.0), 0), (h(9.0), 3)), Verdict::NotEnoughData);
+    }
+
+    /// Lead time fires when the median rose by more than the rise (25%) and by at least
+    /// the minimum (1 h): each condition alone is not enough, and each bound is exact.
+    #[test]
+    fn lead_time_needs_both_the_rise_and_the_minimum() {
+        let h = |x: f64| Some(x);
+        // 20% rise, 2 h longer: the minimum alone does not fire.
+        assert_eq!(lead((h(10.0), 4), (h(12.0), 4)), Verdict::WithinTolerance);
+        // Exactly 25% (8 h to 10 h) is not more than 25%; a second over is.
+        assert_eq!(lead((h(8.0), 4), (h(10.0), 4)), Verdict::WithinTolerance);
+        assert_eq!(
+            lead((h(8.0), 4), (h(10.0 + 1.0 / 3600.0), 4)),
+            Verdict::Regressed
+        );
+        // Exactly 1 h longer (2 h to 3 h, +50%) is at least the minimum.
+        assert_eq!(lead((h(2.0), 4), (h(3.0), 4)), Verdict::Regressed);
+        assert_eq!(
+            lead((h(2.0), 4), (h(3.0 - 1.0 / 3600.0), 4)),
+            Verdict::WithinTolerance
+        );
+    }
+
     #[test]
     fn change_failure_rate() {
         assert_eq!(cfr((4, 0), (7, 3)), Verdict::Regressed, "0% to 42.9%");

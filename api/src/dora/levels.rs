@@ -123,18 +123,46 @@ mod tests {
         assert_eq!(t.deployment_frequency(0, 7), Level::Low);
     }
 
+    /// The bounds in seconds as CONTRACT.md section 5.3 states them, written out here
+    /// rather than through the table's own `HOUR` and `DAY`: a wrong constant there
+    /// would otherwise move both sides of each assertion (cargo mutants found that).
     #[test]
     fn lead_time_and_restore_boundaries_are_strict() {
         let t = DORA_2023;
+        let (hour, day, week, month) = (3_600.0, 86_400.0, 604_800.0, 2_592_000.0);
         assert_eq!(t.lead_time(None), None);
-        assert_eq!(t.lead_time(Some(DAY - 1.0)), Some(Level::Elite));
-        assert_eq!(t.lead_time(Some(DAY)), Some(Level::High));
-        assert_eq!(t.lead_time(Some(7.0 * DAY)), Some(Level::Medium));
-        assert_eq!(t.lead_time(Some(30.0 * DAY)), Some(Level::Low));
-        assert_eq!(t.time_to_restore(Some(HOUR - 1.0)), Some(Level::Elite));
-        assert_eq!(t.time_to_restore(Some(HOUR)), Some(Level::High));
-        assert_eq!(t.time_to_restore(Some(DAY)), Some(Level::Medium));
-        assert_eq!(t.time_to_restore(Some(7.0 * DAY)), Some(Level::Low));
+        for (below, level_below, at) in [
+            (day, Level::Elite, Level::High),
+            (week, Level::High, Level::Medium),
+            (month, Level::Medium, Level::Low),
+        ] {
+            assert_eq!(t.lead_time(Some(below - 1.0)), Some(level_below), "{below}");
+            assert_eq!(t.lead_time(Some(below)), Some(at), "{below}");
+        }
+        assert_eq!(t.time_to_restore(None), None);
+        for (below, level_below, at) in [
+            (hour, Level::Elite, Level::High),
+            (day, Level::High, Level::Medium),
+            (week, Level::Medium, Level::Low),
+        ] {
+            assert_eq!(
+                t.time_to_restore(Some(below - 1.0)),
+                Some(level_below),
+                "{below}"
+            );
+            assert_eq!(t.time_to_restore(Some(below)), Some(at), "{below}");
+        }
+    }
+
+    /// The names the JSON and the dashboard's badges carry.
+    #[test]
+    fn level_names() {
+        let names = [Level::Elite, Level::High, Level::Medium, Level::Low].map(Level::as_str);
+        assert_eq!(names, ["elite", "high", "medium", "low"]);
+        assert_eq!(
+            serde_json::to_value(Level::Medium).unwrap(),
+            serde_json::json!("medium")
+        );
     }
 
     #[test]
