@@ -219,8 +219,15 @@ mod tests {
             assert!(err.contains(why), "{bad:?}: {err}");
             assert!(!err.contains("sh0rt") && !err.contains("key-0123"), "{err}");
         }
+        // MIN_KEY_LEN characters exactly is enough; one fewer is not.
+        assert!(Sources::parse(&"k".repeat(MIN_KEY_LEN)).is_ok());
+        let err = Sources::parse(&"k".repeat(MIN_KEY_LEN - 1)).unwrap_err();
+        assert!(err.contains("shorter than 32"), "{err}");
         let s = sources(&format!("{NEW},{OLD}"));
         let debug = format!("{s:?}");
-        assert!(!debug.contains("0123"), "Debug leaks a key: {debug}");
+        assert_eq!(
+            debug, "Sources(2 key(s), ***)",
+            "Debug leaks a key or says nothing"
+        );
     }
 }

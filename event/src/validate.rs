@@ -441,6 +441,40 @@ mod tests {
         assert!(check(json!([])).unwrap_err().field.is_none());
     }
 
+    /// A rejection quotes what it refused, so the sender sees their own value, but
+    /// never more than its first 80 characters and its length.
+    #[test]
+    fn messages_quote_the_refused_value_and_the_times() {
+        let message = |v: Value| check(v).unwrap_err().message;
+        let m = message(json!({"kind": "deploy", "service": "api", "git_sha": "xyz!"}));
+        assert!(m.ends_with("got `xyz!`"), "{m}");
+        let long = "q".repeat(200);
+        let m = message(json!({"kind": "deploy", "service": long, "git_sha": "abcd"}));
+        assert!(
+            m.contains(&format!("got `{}... (200 bytes)`", "q".repeat(80))),
+            "{m}"
+        );
+        let m = message(
+            json!({"kind": "deploy", "service": "api", "git_sha": "abcd",
+                                "occurred_at": "2026-03-16T12:00:00Z",
+                                "commit_at": "2026-03-16T13:00:00Z"}),
+        );
+        assert!(
+            m.starts_with(
+                "`commit_at` 2026-03-16T13:00:00Z is after `occurred_at` 2026-03-16T12:00:00Z"
+            ),
+            "{m}"
+        );
+        let m = message(
+            json!({"kind": "deploy", "service": "api", "git_sha": "abcd",
+                                "occurred_at": "2026-03-16T12:06:00Z"}),
+        );
+        assert!(
+            m.contains("2026-03-16T12:06:00Z is more than 5 minutes after the time it was received (2026-03-16T12:00:00Z)"),
+            "{m}"
+        );
+    }
+
     #[test]
     fn limits_are_inclusive() {
         let ok = check(
