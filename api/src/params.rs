@@ -319,6 +319,20 @@ mod tests {
             None
         );
         assert_eq!(param_of("service=", DORA), "service");
+        // Only the empty service: a named one is kept, and another empty parameter is
+        // still refused by name.
+        assert_eq!(
+            parse_form("service=api&days=7", now(), DASHBOARD)
+                .unwrap()
+                .query
+                .service
+                .as_deref(),
+            Some("api")
+        );
+        match parse_form("service=&days=", now(), DASHBOARD) {
+            Err(Error::BadParam { param, .. }) => assert_eq!(param, "days"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
