@@ -718,6 +718,40 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// The week to March 16 2026 in prod, for one service or all.
+    fn week(service: Option<&str>) -> MetricsQuery {
+        MetricsQuery {
+            days: 7,
+            offset: 0,
+            as_of: at("2026-03-16T00:00:00Z"),
+            service: service.map(str::to_owned),
+            environment: "prod".to_owned(),
+        }
+    }
+
+    /// What [`load`] reads from a store with nothing in it, for `query`.
+    fn quiet(query: &MetricsQuery) -> Inputs {
+        let nothing = Report::assemble(
+            query.window(),
+            query.service.clone(),
+            query.environment.clone(),
+            Counts::default(),
+        );
+        Inputs {
+            trend: vec![nothing; TREND_WINDOWS as usize],
+            by_service: Vec::new(),
+            failures: Failures {
+                window: query.window(),
+                service: query.service.clone(),
+                environment: query.environment.clone(),
+                total: 0,
+                failures: Vec::new(),
+            },
+            open_incidents: Vec::new(),
+            services: Vec::new(),
+        }
+    }
+
     /// Every string that could come from an event (or a parameter) holds markup; the
     /// template must print all of it as text, wherever it lands (text, attributes).
     #[test]
@@ -788,13 +822,7 @@ mod tests {
     /// Thousands of services: the busiest are listed, the page says how many there are.
     #[test]
     fn the_by_service_table_lists_the_busiest() {
-        let query = MetricsQuery {
-            days: 7,
-            offset: 0,
-            as_of: at("2026-03-16T00:00:00Z"),
-            service: None,
-            environment: "prod".to_owned(),
-        };
+        let query = week(None);
         let report = |service: Option<String>, attempts: i64| {
             let counts = Counts {
                 attempts,
@@ -807,17 +835,8 @@ mod tests {
             .collect();
         let busiest = (0..SERVICES_LISTED as i64 + 10).max_by_key(|i| ((i * 37) % 101, -i));
         let inputs = Inputs {
-            trend: vec![report(None, 0); TREND_WINDOWS as usize],
             by_service,
-            failures: Failures {
-                window: query.window(),
-                service: None,
-                environment: "prod".to_owned(),
-                total: 0,
-                failures: Vec::new(),
-            },
-            open_incidents: Vec::new(),
-            services: Vec::new(),
+            ..quiet(&query)
         };
         let page = Dashboard::build(&query, false, inputs);
         assert_eq!(page.services.len(), SERVICES_LISTED);
@@ -839,31 +858,10 @@ mod tests {
     #[test]
     fn the_service_field_suggests_and_an_unknown_name_is_said() {
         let page = |service: Option<&str>| {
-            let query = MetricsQuery {
-                days: 7,
-                offset: 0,
-                as_of: at("2026-03-16T00:00:00Z"),
-                service: service.map(str::to_owned),
-                environment: "prod".to_owned(),
-            };
-            let report = Report::assemble(
-                query.window(),
-                query.service.clone(),
-                "prod".to_owned(),
-                Counts::default(),
-            );
+            let query = week(service);
             let inputs = Inputs {
-                trend: vec![report; TREND_WINDOWS as usize],
-                by_service: Vec::new(),
-                failures: Failures {
-                    window: query.window(),
-                    service: query.service.clone(),
-                    environment: "prod".to_owned(),
-                    total: 0,
-                    failures: Vec::new(),
-                },
-                open_incidents: Vec::new(),
                 services: vec!["api".to_owned(), "web".to_owned()],
+                ..quiet(&query)
             };
             Dashboard::build(&query, false, inputs).render().unwrap()
         };
