@@ -2,6 +2,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 
 pub use dora_event::tokens::Tokens;
 
@@ -19,31 +20,36 @@ impl FromRequestParts<AppState> for Source {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let Some(header) = header else {
-            tracing::warn!("rejected: no Authorization header");
+        bearer(&parts.headers, &state.tokens).map(Source)
+    }
+}
+
+/// The name of the token that `Authorization: Bearer <secret>` presents; why not, as
+/// the `401`'s text. The reason is logged, never the secret.
+pub fn bearer(headers: &HeaderMap, tokens: &Tokens) -> Result<String, Error> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(header) = header else {
+        tracing::warn!("rejected: no Authorization header");
+        return Err(Error::Unauthorized(
+            "missing `Authorization: Bearer <token>` header",
+        ));
+    };
+    let presented = match header.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => {
+            tracing::warn!("rejected: Authorization header is not a bearer token");
             return Err(Error::Unauthorized(
-                "missing `Authorization: Bearer <token>` header",
+                "the Authorization header must be `Bearer <token>`",
             ));
-        };
-        let presented = match header.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-            _ => {
-                tracing::warn!("rejected: Authorization header is not a bearer token");
-                return Err(Error::Unauthorized(
-                    "the Authorization header must be `Bearer <token>`",
-                ));
-            }
-        };
-        match state.tokens.lookup(presented.as_bytes()) {
-            Some(name) => Ok(Source(name.to_owned())),
-            None => {
-                tracing::warn!("rejected: unknown bearer token");
-                Err(Error::Unauthorized("unknown token"))
-            }
+        }
+    };
+    match tokens.lookup(presented.as_bytes()) {
+        Some(name) => Ok(name.to_owned()),
+        None => {
+            tracing::warn!("rejected: unknown bearer token");
+            Err(Error::Unauthorized("unknown token"))
         }
     }
 }

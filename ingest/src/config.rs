@@ -47,6 +47,9 @@ pub struct Config {
     #[arg(long, env = "DORA_INGEST_PUBLISH_TIMEOUT", value_name = "DORA_INGEST_PUBLISH_TIMEOUT", default_value = "10s",
           value_parser = dora_event::settings::positive_duration)]
     pub publish_timeout: Duration,
+    /// The tools' webhooks: their secrets, names and commit lookups.
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::settings::WebhookSettings,
     /// Timeouts and the in-flight limit of the HTTP server.
     #[command(flatten)]
     pub http: HttpSettings,

@@ -23,9 +23,18 @@ pub struct ErrorBody {
 /// Everything the gateway can refuse or fail at.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Missing or unknown token.
+    /// Missing or unknown bearer token.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// A webhook's proof of origin (signature or token header) missing or wrong.
+    #[error("{0}")]
+    Unproven(&'static str),
+    /// A webhook route whose secret is not configured.
+    #[error("{0}")]
+    NotConfigured(&'static str),
+    /// A webhook body that is JSON but not the tool's payload, or lacks what dora needs.
+    #[error("{0}")]
+    InvalidPayload(String),
     /// Body is not declared as JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -74,13 +83,15 @@ pub enum Error {
 impl Error {
     fn status(&self) -> StatusCode {
         match self {
-            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Unauthorized(_) | Error::Unproven(_) => StatusCode::UNAUTHORIZED,
+            Error::NotConfigured(_) => StatusCode::NOT_FOUND,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BadRequest(_)
             | Error::InvalidJson(_)
             | Error::BatchSize(_)
-            | Error::InvalidEvent { .. } => StatusCode::BAD_REQUEST,
+            | Error::InvalidEvent { .. }
+            | Error::InvalidPayload(_) => StatusCode::BAD_REQUEST,
             Error::Unavailable(_) | Error::Connect { .. } | Error::Stream(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -92,7 +103,9 @@ impl Error {
     /// set. `None` for failures that are not the client's.
     pub fn rejection(&self) -> Option<&'static str> {
         match self {
-            Error::Unauthorized(_) => Some("unauthorized"),
+            Error::Unauthorized(_) | Error::Unproven(_) => Some("unauthorized"),
+            Error::NotConfigured(_) => Some("not_configured"),
+            Error::InvalidPayload(_) => Some("invalid_payload"),
             Error::UnsupportedMediaType(_) => Some("unsupported_media_type"),
             Error::PayloadTooLarge(_) => Some("payload_too_large"),
             Error::BadRequest(_) => Some("unreadable_body"),
@@ -120,7 +133,8 @@ impl IntoResponse for Error {
             field,
         };
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
+        // A bearer route's challenge; a webhook's proof is the tool's own scheme.
+        if matches!(self, Error::Unauthorized(_)) {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),

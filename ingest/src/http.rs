@@ -50,6 +50,8 @@ pub struct AppState {
     pub publish_timeout: std::time::Duration,
     /// What `/metrics` shows.
     pub metrics: IngestMetrics,
+    /// The tools' webhook routes.
+    pub webhooks: std::sync::Arc<crate::webhooks::Webhooks>,
 }
 
 /// The `202` body.
@@ -61,6 +63,22 @@ pub struct Accepted {
     pub ids: Vec<String>,
     /// How many JetStream already had.
     pub duplicates: usize,
+    /// A webhook payload that maps to no event: why, and nothing was published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub ignored: Option<String>,
+}
+
+impl Accepted {
+    /// The answer to a webhook payload that maps to nothing.
+    pub fn ignored(why: String) -> Accepted {
+        Accepted {
+            accepted: 0,
+            ids: Vec::new(),
+            duplicates: 0,
+            ignored: Some(why),
+        }
+    }
 }
 
 /// The gateway's router, with `/openapi.json` describing it.
@@ -70,6 +88,11 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(dora_event::serve::healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))
+        .routes(routes!(crate::webhooks::github))
+        .routes(routes!(crate::webhooks::gitlab))
+        .routes(routes!(crate::webhooks::pagerduty))
+        .routes(routes!(crate::webhooks::opsgenie))
+        .routes(routes!(crate::webhooks::alertmanager))
         .split_for_parts();
     // Written once: the document does not change while the process runs.
     let doc = axum::body::Bytes::from(doc.to_json().unwrap_or_default());
@@ -141,25 +164,47 @@ async fn accept(
 ) -> Result<(StatusCode, Json<Accepted>)> {
     let Source(source) = source?;
     require_json(headers)?;
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::PayloadTooLarge(state.max_body_bytes)
-        } else {
-            Error::BadRequest(format!("could not read the body: {rejection}"))
-        }
-    })?;
+    let body = read_body(state, body)?;
     let key = idempotency::key(headers)?;
     let Parsed {
         events,
         msg_ids,
         fresh_ids,
     } = parse(&body, &source, key.as_deref())?;
+    let accepted = store(state, events, msg_ids, &source, fresh_ids).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// The request's body, or why it could not be read (`413` past the limit).
+pub(crate) fn read_body(
+    state: &AppState,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Bytes> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::PayloadTooLarge(state.max_body_bytes)
+        } else {
+            Error::BadRequest(format!("could not read the body: {rejection}"))
+        }
+    })
+}
+
+/// Publishes validated events from `source` and waits for JetStream to acknowledge
+/// every one: the one path of `POST /events` and of the webhooks. `fresh_ids` says
+/// whether some ids were made up for this request, so the 503 can say what a retry does.
+pub(crate) async fn store(
+    state: &AppState,
+    events: Vec<Event>,
+    msg_ids: Vec<String>,
+    source: &str,
+    fresh_ids: bool,
+) -> Result<Accepted> {
     let started = Instant::now();
     // A publish that JetStream never acknowledges must not hold the request (and the
     // shutdown) for ever.
     let published = match tokio::time::timeout(
         state.publish_timeout,
-        state.publisher.publish(&events, &msg_ids, &source),
+        state.publisher.publish(&events, &msg_ids, source),
     )
     .await
     {
@@ -178,14 +223,12 @@ async fn accept(
     })?;
     state.metrics.accepted(events.len(), duplicates);
     tracing::info!(%source, accepted = events.len(), duplicates, "events accepted");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            accepted: events.len(),
-            ids: events.into_iter().map(|e| e.id).collect(),
-            duplicates,
-        }),
-    ))
+    Ok(Accepted {
+        accepted: events.len(),
+        ids: events.into_iter().map(|e| e.id).collect(),
+        duplicates,
+        ignored: None,
+    })
 }
 
 /// `application/json`, with or without parameters such as `charset`.

@@ -12,6 +12,8 @@
 //!   signed `Dora-Source`.
 //! - [`metrics`]: the Prometheus series `/metrics` serves.
 //! - [`openapi`]: the document `/openapi.json` serves, and the request body's schema.
+//! - [`webhooks`]: the tools' own webhooks (GitHub, GitLab, PagerDuty, Opsgenie,
+//!   Alertmanager), mapped to events and published as `POST /events` publishes.
 
 pub mod auth;
 pub mod body;
@@ -22,6 +24,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod publish;
+pub mod webhooks;
 
 use async_nats::jetstream;
 use tokio::net::TcpListener;
@@ -77,6 +80,7 @@ pub async fn run(
         max_body_bytes: config.max_body_bytes,
         publish_timeout: config.publish_timeout,
         metrics: metrics::IngestMetrics::new(),
+        webhooks: std::sync::Arc::new(webhooks::Webhooks::new(config.webhooks)),
     };
     tracing::info!(addr = ?listener.local_addr().ok(), "ingest gateway listening");
     let limits = dora_event::serve::Limits {

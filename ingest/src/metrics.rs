@@ -11,6 +11,11 @@
 //!   field it does not know, empty when the event as a whole is wrong).
 //! - `dora_ingest_publish_duration_seconds`: one request's publishes until the last
 //!   JetStream ack; `dora_ingest_publish_failures_total`: requests answered `503`.
+//! - `dora_ingest_webhooks_ignored_total{tool}`: webhook payloads that mapped to no
+//!   event (a ping, a running deploy, an event dora does not use).
+//! - `dora_ingest_commit_lookups_total{tool,outcome}`: commit-time lookups for lead
+//!   time, by how they ended (`found`, `after_deploy`, `not_found`, `refused`,
+//!   `failed`, `timeout`).
 
 use std::sync::Arc;
 
@@ -32,6 +37,22 @@ pub struct RejectedLabels {
     pub field: String,
 }
 
+/// Labels of a webhook series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolLabels {
+    /// The route's tool.
+    pub tool: String,
+}
+
+/// Labels of a commit lookup.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupLabels {
+    /// `github` or `gitlab`.
+    pub tool: String,
+    /// How it ended.
+    pub outcome: String,
+}
+
 /// The gateway's series and the registry that serves them.
 #[derive(Debug, Clone)]
 pub struct IngestMetrics {
@@ -44,6 +65,8 @@ pub struct IngestMetrics {
     rejected: Family<RejectedLabels, Counter>,
     publish_duration: Histogram,
     publish_failures: Counter,
+    webhooks_ignored: Family<ToolLabels, Counter>,
+    commit_lookups: Family<LookupLabels, Counter>,
 }
 
 impl IngestMetrics {
@@ -56,6 +79,8 @@ impl IngestMetrics {
         let rejected = Family::<RejectedLabels, Counter>::default();
         let publish_duration = Histogram::new(duration_buckets());
         let publish_failures = Counter::default();
+        let webhooks_ignored = Family::<ToolLabels, Counter>::default();
+        let commit_lookups = Family::<LookupLabels, Counter>::default();
         let sub = registry.sub_registry_with_prefix("dora_ingest");
         sub.register(
             "events_accepted",
@@ -82,6 +107,16 @@ impl IngestMetrics {
             "Requests answered 503 because JetStream did not acknowledge",
             publish_failures.clone(),
         );
+        sub.register(
+            "webhooks_ignored",
+            "Webhook payloads that mapped to no event, by tool",
+            webhooks_ignored.clone(),
+        );
+        sub.register(
+            "commit_lookups",
+            "Commit-time lookups for lead time, by tool and outcome",
+            commit_lookups.clone(),
+        );
         IngestMetrics {
             registry: Arc::new(registry),
             http,
@@ -90,7 +125,28 @@ impl IngestMetrics {
             rejected,
             publish_duration,
             publish_failures,
+            webhooks_ignored,
+            commit_lookups,
         }
+    }
+
+    /// A webhook payload of `tool`'s mapped to nothing.
+    pub fn webhook_ignored(&self, tool: &str) {
+        self.webhooks_ignored
+            .get_or_create(&ToolLabels {
+                tool: tool.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A commit lookup at `tool` ended with `outcome`.
+    pub fn commit_lookup(&self, tool: &str, outcome: &str) {
+        self.commit_lookups
+            .get_or_create(&LookupLabels {
+                tool: tool.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 
     /// A request's events are stored.

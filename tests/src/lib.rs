@@ -14,6 +14,7 @@ pub mod emit;
 pub mod flow;
 pub mod naive;
 pub mod slack;
+pub mod webhooks;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -170,6 +171,7 @@ impl TestEnv {
             addr: "127.0.0.1:0".parse().expect("addr"),
             max_body_bytes: 2 * 1024 * 1024,
             publish_timeout: Duration::from_secs(10),
+            webhooks: Default::default(),
             http: Default::default(),
             log: Default::default(),
         }

@@ -23,3 +23,4 @@ mod replay;
 mod replica;
 mod source;
 mod trend;
+mod webhooks;

@@ -94,9 +94,29 @@ async fn both_processes_describe_every_route_they_serve() {
             "{path}"
         );
     }
+    for (tool, expected) in [
+        ("github", &["202", "400", "401", "404", "413", "503"][..]),
+        ("gitlab", &["202", "400", "401", "413", "503"][..]),
+        ("pagerduty", &["202", "400", "401", "404", "413", "503"][..]),
+        ("opsgenie", &["202", "400", "401", "413", "503"][..]),
+        ("alertmanager", &["202", "400", "401", "413", "503"][..]),
+    ] {
+        let path = format!("/webhooks/{tool}");
+        assert_eq!(statuses(&doc, &path, "post"), expected, "{path}");
+        let params: Vec<&str> = doc["paths"][&path]["post"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            params.contains(&"service") && params.contains(&"environment"),
+            "{path}: {params:?}"
+        );
+    }
     assert_eq!(
         doc["paths"].as_object().unwrap().len(),
-        4,
+        9,
         "the gateway's routes: {}",
         doc["paths"]
     );
