@@ -149,3 +149,98 @@ fn a_malformed_source_key_is_refused_and_not_printed() {
         "{out}"
     );
 }
+
+#[test]
+fn malformed_webhook_settings_name_themselves_and_hide_their_secrets() {
+    let base = [
+        ("DORA_INGEST_TOKENS", "ci=Sup3rSecretValue-123456"),
+        ("DORA_SOURCE_KEY", KEY),
+    ];
+    for (setting, value, why, secret) in [
+        (
+            "DORA_GITHUB_WEBHOOK_SECRET",
+            "Gh0okGoodSecret-1234,sh0rt",
+            "secret 2 of the list is shorter than 16",
+            "Gh0ok",
+        ),
+        (
+            "DORA_PAGERDUTY_WEBHOOK_SECRET",
+            "pdsh0rt",
+            "secret 1 of the list is shorter than 16",
+            "pdsh0rt",
+        ),
+        (
+            "DORA_GITHUB_TOKEN",
+            "ghp_has space",
+            "printable ASCII",
+            "ghp_has",
+        ),
+        ("DORA_GITLAB_TOKEN", "   ", "empty", "\u{0}"),
+        (
+            "DORA_GITHUB_API_URL",
+            "ftp://ghe.example.com",
+            "http:// or https://",
+            "\u{0}",
+        ),
+        (
+            "DORA_GITLAB_API_URL",
+            "gitlab.example.com",
+            "not a URL",
+            "\u{0}",
+        ),
+        (
+            "DORA_WEBHOOK_SERVICES",
+            "octo/web=web site",
+            "must be 1-64",
+            "\u{0}",
+        ),
+        (
+            "DORA_WEBHOOK_ENVIRONMENTS",
+            "production",
+            "not a from=to pair",
+            "\u{0}",
+        ),
+        (
+            "DORA_GITHUB_DEPLOY_WORKFLOWS",
+            ".github/workflows/deploy.yml=",
+            "must be 1-64",
+            "\u{0}",
+        ),
+    ] {
+        let mut env = base.to_vec();
+        env.push((setting, value));
+        let (code, out) = start(&env);
+        assert_eq!(code, 2, "{setting}: {out}");
+        assert!(out.contains(setting), "{setting}: {out}");
+        assert!(out.contains(why), "{setting}: {out}");
+        assert!(!out.contains(secret), "{setting} printed its value: {out}");
+    }
+}
+
+#[test]
+fn webhook_secrets_and_tokens_stay_out_of_the_startup_log() {
+    let (code, out) = start(&[
+        ("DORA_INGEST_TOKENS", "ci=Sup3rSecretValue-123456"),
+        ("DORA_SOURCE_KEY", KEY),
+        ("DORA_INGEST_ADDR", "127.0.0.1:0"),
+        ("DORA_GITHUB_WEBHOOK_SECRET", "Gh0okSecretValue-123456"),
+        ("DORA_PAGERDUTY_WEBHOOK_SECRET", "PdS3cretValue-123456"),
+        ("DORA_GITHUB_TOKEN", "ghp_T0kenValue123456"),
+        ("DORA_GITLAB_TOKEN", "glpat-T0kenValue123456"),
+        ("DORA_WEBHOOK_SERVICES", "octo-org/octo-repo=octo"),
+    ]);
+    assert_ne!(code, 2, "refused as a setting: {out}");
+    assert!(out.contains("starting"), "the config was logged: {out}");
+    assert!(
+        out.contains("octo-org/octo-repo"),
+        "the names are shown: {out}"
+    );
+    for secret in [
+        "Gh0okSecretValue",
+        "PdS3cretValue",
+        "ghp_T0kenValue",
+        "glpat-T0kenValue",
+    ] {
+        assert!(!out.contains(secret), "{secret} printed: {out}");
+    }
+}

@@ -14,6 +14,12 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use dora_ingest::webhooks::names::NameMap;
+use dora_ingest::webhooks::proof::Secrets;
+use dora_ingest::webhooks::settings::ApiToken;
+
+use crate::TestEnv;
+
 /// The GitHub webhook secret the tests configure.
 pub const GITHUB_SECRET: &str = "github-webhook-secret-0123456789";
 /// The PagerDuty webhook secret the tests configure.
@@ -34,14 +40,38 @@ pub fn fixture(path: &str) -> Value {
 
 /// `sha256=<hex>`: GitHub's `X-Hub-Signature-256` of `body` under `secret`.
 pub fn github_signature(secret: &str, body: &[u8]) -> String {
-    let secrets = dora_ingest::webhooks::proof::Secrets::parse(secret).expect("secret");
+    let secrets = Secrets::parse(secret).expect("secret");
     format!("sha256={}", secrets.sign(body))
 }
 
 /// `v1=<hex>`: PagerDuty's `X-PagerDuty-Signature` of `body` under `secret`.
 pub fn pagerduty_signature(secret: &str, body: &[u8]) -> String {
-    let secrets = dora_ingest::webhooks::proof::Secrets::parse(secret).expect("secret");
+    let secrets = Secrets::parse(secret).expect("secret");
     format!("v1={}", secrets.sign(body))
+}
+
+/// The gateway with both signed routes configured, GitHub's test workflow as a deploy,
+/// and, with `api`, the commit lookups pointed at the stand-in.
+pub fn webhook_config(env: &TestEnv, api: Option<&CommitApi>) -> dora_ingest::Config {
+    let mut config = env.ingest_config();
+    let hooks = &mut config.webhooks;
+    hooks.github_secret = Some(Secrets::parse(GITHUB_SECRET).expect("test setting"));
+    // The second secret is PagerDuty's own Go client's test secret: rotation.
+    hooks.pagerduty_secret = Some(
+        Secrets::parse(&format!(
+            "{PAGERDUTY_SECRET},lDQHScfUeXUKaQRNF+8XIiDKZ7XX3itBAYzwU0TARw8lJqRnkKl2iB1anSb0Z+IK"
+        ))
+        .expect("test setting"),
+    );
+    hooks.github_deploy_workflows =
+        NameMap::parse(".github/workflows/test.yml=production").expect("test setting");
+    if let Some(api) = api {
+        hooks.github_token = Some(ApiToken::parse(API_TOKEN).expect("test setting"));
+        hooks.github_api_url = api.url.clone();
+        hooks.gitlab_token = Some(ApiToken::parse(API_TOKEN).expect("test setting"));
+        hooks.gitlab_api_url = api.url.clone();
+    }
+    config
 }
 
 /// `POST {base}{path}` with `headers` and `body`; the status and the JSON answer.

@@ -190,3 +190,90 @@ async fn hostile_bodies_never_get_a_5xx_and_what_is_accepted_is_stored_sound() {
     ingest.stop().await.unwrap();
     env.cleanup().await;
 }
+
+/// The tools' published payloads, byte-mutated and then signed as each tool signs:
+/// past the proof, through the running gateway. No answer is a 5xx, nothing refused
+/// or ignored is published, and the projector refuses nothing the gateway accepted.
+#[tokio::test]
+async fn hostile_webhook_bodies_never_get_a_5xx_and_refusals_publish_nothing() {
+    use dora_system_tests::webhooks::{
+        deliver, fixture_bytes, github_signature, pagerduty_signature, webhook_config,
+        GITHUB_SECRET, PAGERDUTY_SECRET,
+    };
+    let env = TestEnv::new().await;
+    let mut config = webhook_config(&env, None);
+    config.max_body_bytes = 256 * 1024;
+    let ingest = env.spawn_ingest(config).await;
+    let projector = env.spawn_projector(env.projector_config()).await;
+    let mut rng = Rng::new(0x5eed_0012);
+    let routes: [(&str, &str, &str); 6] = [
+        (
+            "github",
+            "deployment_status",
+            "github/deployment_status.payload.json",
+        ),
+        (
+            "github",
+            "workflow_run",
+            "github/workflow_run.completed.payload.json",
+        ),
+        ("gitlab", "Deployment Hook", "gitlab/deployment_hook.json"),
+        ("pagerduty", "", "pagerduty/zulip.incident.triggered.json"),
+        ("opsgenie", "", "opsgenie/create.json"),
+        ("alertmanager", "", "alertmanager/zulip.firing.json"),
+    ];
+    let bearer = format!("Bearer {CI_TOKEN}");
+    let (mut published, mut statuses) = (0u64, std::collections::BTreeMap::new());
+    for n in 0..240 {
+        let (tool, event, file) = routes[n % routes.len()];
+        let mut body = fixture_bytes(file);
+        if rng.below(5) != 0 {
+            body = mutate(&mut rng, body);
+        }
+        let signature = match tool {
+            "github" => github_signature(GITHUB_SECRET, &body),
+            "pagerduty" => pagerduty_signature(PAGERDUTY_SECRET, &body),
+            _ => String::new(),
+        };
+        let headers = [
+            ("content-type", "application/json"),
+            ("x-github-event", event),
+            ("x-gitlab-event", event),
+            ("x-hub-signature-256", signature.as_str()),
+            ("x-pagerduty-signature", signature.as_str()),
+            ("x-gitlab-token", CI_TOKEN),
+            ("authorization", bearer.as_str()),
+        ];
+        let before = env.stream_messages().await;
+        let path = format!("/webhooks/{tool}?service=web");
+        let (status, answer) = deliver(&ingest.url, &path, &headers, body).await;
+        *statuses.entry((tool, status)).or_insert(0u32) += 1;
+        assert!([202, 400].contains(&status), "{tool} {status}: {answer}");
+        let fresh = if status == 202 {
+            answer["accepted"].as_u64().unwrap() - answer["duplicates"].as_u64().unwrap()
+        } else {
+            assert!(answer["error"].is_string(), "{answer}");
+            0
+        };
+        published += fresh;
+        assert_eq!(
+            env.stream_messages().await,
+            before + fresh,
+            "{tool} {status}: {answer}"
+        );
+    }
+    println!("hostile webhook bodies: {statuses:?}, events published {published}");
+    assert!(published > 0 && statuses.keys().any(|(_, s)| *s == 400));
+    env.wait_until_all_acked().await;
+    let rejected: i64 = sqlx::query_scalar("SELECT count(*) FROM rejected_events")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        rejected, 0,
+        "the projector refused what the gateway accepted"
+    );
+    projector.stop().await.unwrap();
+    ingest.stop().await.unwrap();
+    env.cleanup().await;
+}

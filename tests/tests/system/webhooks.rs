@@ -6,41 +6,14 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use dora_ingest::webhooks::names::NameMap;
-use dora_ingest::webhooks::proof::Secrets;
-use dora_ingest::webhooks::settings::ApiToken;
 use dora_system_tests::webhooks::{
-    deliver, deliver_github, fixture, fixture_bytes, github_signature, pagerduty_signature, Asked,
-    CommitApi, CommitReply, API_TOKEN, GITHUB_SECRET, PAGERDUTY_SECRET,
+    deliver, deliver_github, fixture, fixture_bytes, github_signature, pagerduty_signature,
+    webhook_config, Asked, CommitApi, CommitReply, API_TOKEN, GITHUB_SECRET, PAGERDUTY_SECRET,
 };
 use dora_system_tests::{get_json, TestEnv, CI_TOKEN, PAGER_TOKEN};
 use serde_json::json;
 
 const SHA: &str = "f95f852bd8fca8fcc58a9a2d6c842781e32a215e";
-
-/// The gateway with both signed routes configured, GitHub's test workflow as a deploy,
-/// and, with `api`, the commit lookups pointed at the stand-in.
-fn config(env: &TestEnv, api: Option<&CommitApi>) -> dora_ingest::Config {
-    let mut config = env.ingest_config();
-    let hooks = &mut config.webhooks;
-    hooks.github_secret = Some(Secrets::parse(GITHUB_SECRET).unwrap());
-    // The second secret is PagerDuty's own Go client's test secret: rotation.
-    hooks.pagerduty_secret = Some(
-        Secrets::parse(&format!(
-            "{PAGERDUTY_SECRET},lDQHScfUeXUKaQRNF+8XIiDKZ7XX3itBAYzwU0TARw8lJqRnkKl2iB1anSb0Z+IK"
-        ))
-        .unwrap(),
-    );
-    hooks.github_deploy_workflows =
-        NameMap::parse(".github/workflows/test.yml=production").unwrap();
-    if let Some(api) = api {
-        hooks.github_token = Some(ApiToken::parse(API_TOKEN).unwrap());
-        hooks.github_api_url = api.url.clone();
-        hooks.gitlab_token = Some(ApiToken::parse(API_TOKEN).unwrap());
-        hooks.gitlab_api_url = api.url.clone();
-    }
-    config
-}
 
 fn utc(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
@@ -80,7 +53,7 @@ fn deployment_status(id: u64, state: &str) -> Vec<u8> {
 async fn a_github_deploy_lands_once_with_its_commit_time_and_a_redelivery_is_a_duplicate() {
     let env = TestEnv::new().await;
     let api = CommitApi::start(CommitReply::Json(fixture("github/commit.response.json"))).await;
-    let ingest = env.spawn_ingest(config(&env, Some(&api))).await;
+    let ingest = env.spawn_ingest(webhook_config(&env, Some(&api))).await;
     let projector = env.spawn_projector(env.projector_config()).await;
 
     // The published payload, byte for byte, as GitHub sends it.
@@ -178,7 +151,7 @@ async fn a_github_deploy_lands_once_with_its_commit_time_and_a_redelivery_is_a_d
 async fn a_commit_lookup_that_fails_times_out_or_is_after_the_deploy_keeps_the_deploy() {
     let env = TestEnv::new().await;
     let api = CommitApi::start(CommitReply::Status(500)).await;
-    let ingest = env.spawn_ingest(config(&env, Some(&api))).await;
+    let ingest = env.spawn_ingest(webhook_config(&env, Some(&api))).await;
     let projector = env.spawn_projector(env.projector_config()).await;
     let count = |outcome: &'static str| {
         let url = ingest.url.clone();
@@ -299,7 +272,7 @@ async fn a_commit_lookup_that_fails_times_out_or_is_after_the_deploy_keeps_the_d
 async fn without_a_token_no_lookup_is_made() {
     let env = TestEnv::new().await;
     let api = CommitApi::start(CommitReply::Json(fixture("github/commit.response.json"))).await;
-    let ingest = env.spawn_ingest(config(&env, None)).await;
+    let ingest = env.spawn_ingest(webhook_config(&env, None)).await;
     let (status, answer) = deliver_github(
         &ingest.url,
         "",
@@ -327,7 +300,7 @@ async fn without_a_token_no_lookup_is_made() {
 #[tokio::test]
 async fn bad_proofs_get_401_and_unconfigured_routes_404_with_nothing_published() {
     let env = TestEnv::new().await;
-    let ingest = env.spawn_ingest(config(&env, None)).await;
+    let ingest = env.spawn_ingest(webhook_config(&env, None)).await;
     let body = fixture_bytes("github/deployment_status.payload.json");
     let other_body = fixture_bytes("github/ping.payload.json");
     let json = ("content-type", "application/json");
@@ -485,7 +458,7 @@ async fn bad_proofs_get_401_and_unconfigured_routes_404_with_nothing_published()
 #[tokio::test]
 async fn payloads_that_map_to_nothing_are_202_ignored_and_bad_bodies_400() {
     let env = TestEnv::new().await;
-    let ingest = env.spawn_ingest(config(&env, None)).await;
+    let ingest = env.spawn_ingest(webhook_config(&env, None)).await;
 
     for (event, file, why) in [
         ("ping", "github/ping.payload.json", "ping"),
@@ -660,7 +633,7 @@ async fn payloads_that_map_to_nothing_are_202_ignored_and_bad_bodies_400() {
 #[tokio::test]
 async fn incident_tools_and_actions_deploys_reach_the_metrics() {
     let env = TestEnv::new().await;
-    let ingest = env.spawn_ingest(config(&env, None)).await;
+    let ingest = env.spawn_ingest(webhook_config(&env, None)).await;
     let projector = env.spawn_projector(env.projector_config()).await;
     let api = env.spawn_api().await;
 
@@ -785,7 +758,7 @@ async fn incident_tools_and_actions_deploys_reach_the_metrics() {
 #[tokio::test]
 async fn a_body_changed_after_signing_is_refused() {
     let env = TestEnv::new().await;
-    let ingest = env.spawn_ingest(config(&env, None)).await;
+    let ingest = env.spawn_ingest(webhook_config(&env, None)).await;
     let body = fixture_bytes("pagerduty/zulip.incident.triggered.json");
     let signature = pagerduty_signature(PAGERDUTY_SECRET, &body);
     let mut changed = body.clone();
