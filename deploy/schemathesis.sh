@@ -35,6 +35,10 @@ secret=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export DORA_INGEST_TOKENS="schemathesis=$secret"
 # The gateway signs each event's source with it, the projector checks it.
 export DORA_SOURCE_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+# The signed webhook routes answer 404 without their secrets: give them one each, so
+# generated deliveries meet the signature checks (and get 401) instead.
+export DORA_GITHUB_WEBHOOK_SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export DORA_PAGERDUTY_WEBHOOK_SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 pids=()
 stop() { kill -TERM "${pids[@]}" 2>/dev/null || true; wait || true; }
@@ -59,7 +63,8 @@ status=0
 for target in "ingest $DORA_INGEST_ADDR" "api $DORA_API_ADDR"; do
     set -- $target
     echo "schemathesis: dora-$1 (http://$2/openapi.json), checks $checks, $examples examples"
-    # The token goes to every operation; only POST /events asks for it. Run from the
+    # The token goes to every operation; POST /events and the Opsgenie and
+    # Alertmanager webhooks ask for it. Run from the
     # log directory: schemathesis and hypothesis keep their caches (what `st replay`
     # reads) in the working directory, which must not be the checkout.
     (cd "$logs" && schemathesis run "http://$2/openapi.json" \
