@@ -132,6 +132,7 @@ dora is running; Ctrl-C stops it.
   dashboard  http://$api_addr/dashboard
   metrics    http://$api_addr/dora?days=30
   ingest     http://$ingest_addr/events  (POST, Authorization: Bearer <token>)
+  webhooks   http://$ingest_addr/webhooks/{github,gitlab,pagerduty,opsgenie,alertmanager}  (README: Connect your tools)
   token      $token_note
 
 EOF
