@@ -231,13 +231,20 @@ pub(crate) async fn store(
     })
 }
 
-/// `application/json`, with or without parameters such as `charset`.
-fn require_json(headers: &HeaderMap) -> Result<()> {
+/// The request's `Content-Type`, and its media type without parameters such as
+/// `charset` (empty when there is none).
+pub(crate) fn content_type(headers: &HeaderMap) -> (&str, &str) {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
+    (content_type, essence)
+}
+
+/// `application/json`, with or without parameters such as `charset`.
+fn require_json(headers: &HeaderMap) -> Result<()> {
+    let (content_type, essence) = content_type(headers);
     if essence.eq_ignore_ascii_case("application/json") {
         Ok(())
     } else {

@@ -33,7 +33,7 @@ pub mod settings;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use dora_event::{validate, Event, Kind, Origin};
@@ -548,11 +548,7 @@ fn prove(
 /// The body as the tool's JSON object. GitHub may send it form-encoded, as the
 /// `payload` field, which is its default content type.
 fn read_json(tool: Tool, headers: &HeaderMap, body: &[u8]) -> Result<Value> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim();
+    let (_, essence) = crate::http::content_type(headers);
     let form;
     let json: &[u8] = if tool == Tool::GitHub
         && essence.eq_ignore_ascii_case("application/x-www-form-urlencoded")
