@@ -594,3 +594,22 @@ fn alertmanager_alerts_open_and_close_by_fingerprint_and_start() {
         err.0
     );
 }
+
+/// PagerDuty's own Go client's signature test (go-pagerduty `webhookv3_test.go`): its
+/// body, its secret, its valid header and its mismatching one.
+#[test]
+fn pagerdutys_signature_test_vector() {
+    use dora_ingest::webhooks::proof::Secrets;
+    let body = std::fs::read(format!(
+        "{}/../tests/fixtures/webhooks/pagerduty/signature-vector.go-pagerduty.body.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let secrets =
+        Secrets::parse("lDQHScfUeXUKaQRNF+8XIiDKZ7XX3itBAYzwU0TARw8lJqRnkKl2iB1anSb0Z+IK").unwrap();
+    let valid = "0c0b9495b893a39e70d1fea2fe11fbe0a825f88b9f67846f6cc07dd2bc5476cd";
+    let mismatch = "7020c8a7ec668a9b7012bc3dd82e483394b038f4230acc6785efbf2a7d8bcaf5";
+    assert_eq!(secrets.sign(&body), valid);
+    assert!(secrets.verify(&body, [valid]));
+    assert!(!secrets.verify(&body, [mismatch]));
+}
