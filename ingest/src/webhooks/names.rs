@@ -172,6 +172,11 @@ mod tests {
         assert_eq!(m.get("octo/Hello-World"), Some("hello"));
         assert_eq!(m.get("API Service"), Some("api"));
         assert_eq!(m.get("api"), None);
+        assert_eq!(
+            format!("{m:?}"),
+            r#"{"octo/Hello-World": "hello", "API Service": "api"}"#,
+            "the startup log shows the maps"
+        );
         assert_eq!(NameMap::parse("").unwrap(), NameMap::default());
         for (bad, why) in [
             ("a", "not a from=to pair"),

@@ -80,10 +80,11 @@ impl<'a> Payload<'a> {
         }
     }
 
-    /// An identifier at `path`: a whole number or a string, as text.
+    /// An identifier at `path`: a whole number (the tools' ids are never negative) or a
+    /// string, as text.
     pub fn id(&self, path: &str) -> Result<String> {
         match self.get(path) {
-            Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(n.to_string()),
+            Some(Value::Number(n)) if n.is_u64() => Ok(n.to_string()),
             Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
             _ => Err(self.missing(path, "a number or a non-empty string")),
         }
@@ -189,6 +190,11 @@ mod tests {
         );
         assert!(p.opt_str("a.n").is_err());
         assert!(p.id("a.e").is_err());
+        let numbers = json!({"float": 1.5, "negative": -3, "big": 18_446_744_073_709_551_615_u64});
+        let n = Payload::new("GitHub", &numbers);
+        assert!(n.id("float").unwrap_err().0.contains("must be a number or"));
+        assert!(n.id("negative").is_err());
+        assert_eq!(n.id("big"), Ok("18446744073709551615".to_owned()));
         assert!(p.time("a.b").unwrap_err().0.contains("RFC 3339"));
         let element = p.at(&v["a"], "list.3.");
         assert_eq!(
