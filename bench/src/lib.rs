@@ -59,6 +59,14 @@ pub fn shuffle<T>(items: &mut [T], seed: u64) {
     }
 }
 
+/// `/proc/loadavg`'s first three fields, to print beside figures taken on a shared
+/// machine.
+pub fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let fields: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!("load average {}", fields.join(", "))
+}
+
 /// Smallest, median and largest of the runs of one figure.
 #[derive(Debug, Clone, Copy)]
 pub struct Spread {

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use clap::Parser;
-use dora_bench::{demo_events, drained_within, post_events, shuffle};
+use dora_bench::{demo_events, drained_within, load_average, post_events, shuffle};
 use dora_system_tests::children::{Binary, Dora};
 use dora_system_tests::{TestEnv, CI_TOKEN, PAGER_TOKEN, SOURCE_KEY};
 use serde_json::{json, Value};
@@ -207,13 +207,6 @@ fn describe(p: &Phase) -> String {
     } else {
         format!("only {} events after {:.0} s", p.stored, p.seconds)
     }
-}
-
-/// `/proc/loadavg`'s first three fields.
-fn load_average() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let fields: Vec<&str> = load.split_whitespace().take(3).collect();
-    format!("load average {}", fields.join(", "))
 }
 
 /// One shape on a fresh database and stream: stored while following, then drained as a

@@ -719,12 +719,17 @@ async fn the_facts_agree_with_a_naive_reading_when_batches_are_written_two_at_a_
     on_hot_keys(0x2B47_C4E5, 2).await;
 }
 
-/// A random log of `seed` in the hot-key shape, fed in batches of up to 40 events,
-/// `together` written at once, and checked against the oracle.
+/// A random log of `seed` in the hot-key shape, checked as [`shaped`] does.
 async fn on_hot_keys(seed: u64, together: usize) {
+    shaped(seed, hot_keys, together).await;
+}
+
+/// A random log of `seed` in `shape`, shuffled, fed in batches of up to 40 events,
+/// `together` written at once, and checked against the oracle.
+async fn shaped(seed: u64, shape: Shape, together: usize) {
     let mut rng = Rng::new(seed);
     let mut log = random_log(&mut rng, 2500);
-    hot_keys(&mut log, &mut rng);
+    shape(&mut log, &mut rng);
     shuffle(&mut log, &mut rng);
     agree_with_the_oracle(log, &mut rng, 40, together).await;
 }
@@ -735,11 +740,7 @@ async fn on_hot_keys(seed: u64, together: usize) {
 /// contract's tie rules (stream order) decide every fact; shuffled, in small batches.
 #[tokio::test]
 async fn the_facts_agree_with_a_naive_reading_of_the_contract_on_ties() {
-    let mut rng = Rng::new(0x7135_0001);
-    let mut log = random_log(&mut rng, 2500);
-    on_instants(&mut log, &mut rng, 3);
-    shuffle(&mut log, &mut rng);
-    agree_with_the_oracle(log, &mut rng, 40, 1).await;
+    shaped(0x7135_0001, |log, rng| on_instants(log, rng, 3), 1).await;
 }
 
 /// Ties on hot keys, two batches written at once: eight instants, three shas, two
@@ -748,12 +749,11 @@ async fn the_facts_agree_with_a_naive_reading_of_the_contract_on_ties() {
 /// marked attempts for the check that the log exercises them).
 #[tokio::test]
 async fn the_facts_agree_with_a_naive_reading_of_the_contract_on_ties_of_hot_keys() {
-    let mut rng = Rng::new(0x7135_0002);
-    let mut log = random_log(&mut rng, 2500);
-    hot_keys(&mut log, &mut rng);
-    on_instants(&mut log, &mut rng, 8);
-    shuffle(&mut log, &mut rng);
-    agree_with_the_oracle(log, &mut rng, 40, 2).await;
+    let shape: Shape = |log, rng| {
+        hot_keys(log, rng);
+        on_instants(log, rng, 8);
+    };
+    shaped(0x7135_0002, shape, 2).await;
 }
 
 /// Late events into long chains: the hot-key shape arriving in time order, but a
