@@ -310,10 +310,10 @@ SELECT kind, service, environment, git_sha, ref_id, occurred_at, stream_seq FROM
 /// new attempt and the one before it are the two entries at or below the new attempt's
 /// (time, stream); a marker's attempt is the entry at or below (its time, any stream)).
 ///
-/// Before, a new event's span ran between the times of the attempts around it and was
-/// recomputed whole: at one instant that was every attempt and marker of the instant,
-/// for each new event of the batch (60,000 deploys of one service at one instant: more
-/// than 7 s a batch). Now the work is a few probes per new event on any history.
+/// Before, a new event's span ran between the times of the key's attempts around it
+/// and was recomputed whole: at an instant shared by one sha's attempts that was every
+/// attempt and marker of the instant, in every batch. Now the work is a few probes per
+/// new event on any history.
 const RECOMPUTE_FAILURES: &str = r#"
 WITH news AS (
     SELECT DISTINCT n.*
