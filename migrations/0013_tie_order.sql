@@ -17,6 +17,10 @@
 --   or after its open.
 -- - A ref_id's incidents by opening time: a batch that changes a stretch of a ref_id's
 --   incidents reads that stretch, not the ref_id's every incident.
+--
+-- On an existing store this rebuilds three indexes under lock, each over a small share
+-- of the rows (the markers, the closes, the incidents; not timed on a large store).
+-- `dora-projector replay` builds a fresh store with them instead.
 DROP INDEX events_failure_markers;
 CREATE INDEX events_failure_markers ON events (git_sha, service, environment, occurred_at, stream_seq)
     WHERE kind IN ('rollback', 'incident_opened') AND git_sha IS NOT NULL;
