@@ -7,6 +7,8 @@
 //!   raw JetStream and PostgreSQL rates measured in the same run, repeated `--runs`
 //!   times with min/median/max, with each dora process's peak memory and the CPU of
 //!   every process per phase ([`procs`]).
+//! - `shapes`: the live path's rate on histories full of ties, re-triggers and late
+//!   events, each against the demo mix measured in the same run.
 
 pub mod procs;
 pub mod raw;
@@ -55,6 +57,14 @@ pub fn shuffle<T>(items: &mut [T], seed: u64) {
         let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         items.swap(i, j);
     }
+}
+
+/// `/proc/loadavg`'s first three fields, to print beside figures taken on a shared
+/// machine.
+pub fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let fields: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!("load average {}", fields.join(", "))
 }
 
 /// Smallest, median and largest of the runs of one figure.
@@ -147,20 +157,36 @@ pub async fn post_bodies(
 /// Waits until the projector has written and acked every message of the stream. Polls
 /// the consumer (cheap) rather than counting rows (which would compete for the CPU).
 pub async fn drained(env: &TestEnv) {
+    while !drained_by(env, "dora-projector").await {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits at most `limit` until the projector whose consumer is `consumer` has written
+/// and acked every message of the stream; false if it has not by then.
+pub async fn drained_within(env: &TestEnv, consumer: &str, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
-        if let Ok(stream) = env.js.get_stream(&env.stream).await {
-            let last = stream.cached_info().state.last_sequence;
-            if let Ok(info) = stream.consumer_info("dora-projector").await {
-                if info.num_pending == 0
-                    && info.num_ack_pending == 0
-                    && info.ack_floor.stream_sequence >= last
-                {
-                    return;
-                }
-            }
+        if drained_by(env, consumer).await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// True when the consumer `consumer` has acked every message of the stream.
+async fn drained_by(env: &TestEnv, consumer: &str) -> bool {
+    let Ok(stream) = env.js.get_stream(&env.stream).await else {
+        return false;
+    };
+    let last = stream.cached_info().state.last_sequence;
+    matches!(stream.consumer_info(consumer).await, Ok(info)
+        if info.num_pending == 0
+            && info.num_ack_pending == 0
+            && info.ack_floor.stream_sequence >= last)
 }
 
 /// The projector's config as production runs it: the harness's (this run's stream,

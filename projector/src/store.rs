@@ -5,7 +5,7 @@
 //! [`apply`] returned `Ok`, so a crash at any point loses nothing: the messages come
 //! again and the event ids make the second append a no-op.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -239,9 +239,12 @@ pub async fn adopt_identity(pool: &PgPool, of: &Position) -> Result<()> {
 }
 
 /// Appends the batch's events (first occurrence of an id wins) and inserts the facts of
-/// the new deploys and incident opens, and the services they name, in one statement.
+/// the new deploys and the services they and the incident opens name, in one statement.
 /// Returns the rows it appended, so the caller knows which keys to recompute and how
-/// many were duplicates.
+/// many were duplicates. An open gets no row here: only an open that starts an incident
+/// has one, and [`RECOMPUTE_INCIDENTS`] writes it. Every open inserted here, each
+/// re-trigger deleted again by the recompute, would leave a dead row and its index
+/// entries in the range of the ref_id that the next batch's recompute reads.
 ///
 /// Two batches' appends can run at once (see `SERIALISE_BATCHES`), and an insert that
 /// meets a key the other inserted and has not committed waits for it: rows go in key
@@ -277,12 +280,6 @@ deploys AS (
     FROM appended
     WHERE kind = 'deploy'
 ),
-opens AS (
-    INSERT INTO incident_facts (open_event_id, ref_id, service, environment, opened_at)
-    SELECT id, ref_id, service, environment, occurred_at
-    FROM appended
-    WHERE kind = 'incident_opened'
-),
 born AS (
     INSERT INTO services (environment, service)
     SELECT DISTINCT environment, service
@@ -291,139 +288,133 @@ born AS (
     ORDER BY environment, service
     ON CONFLICT DO NOTHING
 )
-SELECT kind, service, environment, git_sha, ref_id, occurred_at FROM appended
+SELECT kind, service, environment, git_sha, ref_id, occurred_at, stream_seq FROM appended
 "#;
 
-/// Recomputes `failed_at` for the attempts of service/environment/sha keys that new
-/// events can change (CONTRACT.md section 5): each rollback or sha-carrying incident
-/// marks the latest attempt of its key at or before it (ties: the later in the stream),
-/// and an attempt's `failed_at` is its own time if it did not succeed, else its earliest
-/// marker's time. Only rows whose value changes are written.
+/// Recomputes `failed_at` for the attempts that new events can change (CONTRACT.md
+/// section 5): each rollback or sha-carrying incident marks the latest attempt of its
+/// service/environment/sha at or before it (ties: the later in the stream), and an
+/// attempt's `failed_at` is its own time if it did not succeed, else its earliest
+/// marker's time (ties: the earlier in the stream). Only rows whose value changes are
+/// written.
 ///
-/// A key can be deployed thousands of times, and this runs under the batch lock, so it
-/// reads a slice of the key per new event at `at`, not the key's history. A new deploy
-/// at `at` only changes which attempt the markers between `at` and the key's next
-/// attempt point to (its own, instead of the attempt before it); a new marker at `at`
-/// only marks the latest attempt at or before `at`. So the attempts that can change lie
-/// from `lo`, the time of the latest attempt strictly before `at` (or `at` itself if there
-/// is none), up to `at`; and every marker that points to one of them lies in
-/// [`lo`, `hi`), `hi` being the time of the first attempt strictly after `at`. A marker in
-/// that span points to an attempt in it, so the span is recomputed whole and exactly.
-/// Strict bounds on both sides keep every attempt tied with `lo` or `at` in the span.
-/// Measured on a key with 5000 attempts and 5000 markers, one new event: 10k-row reads
-/// before, a handful of index probes now (figures in the commit message).
+/// In a key's attempts ordered by (time, stream), the markers of an attempt are those
+/// at or after its time and before the next attempt's time (a marker at an attempt's
+/// instant goes to the last attempt of that instant). So an attempt's earliest marker is
+/// the key's first marker at or after its time, if that marker is earlier than the next
+/// attempt; else it has none. Each of the two is one probe in (time, stream) order
+/// (migration 0013), whatever the ties. A new attempt changes only its own facts and
+/// those of the attempt just before it, whose markers from the new one's time on now go
+/// to the new one; a new marker changes only the facts of the attempt it marks. Those
+/// are the attempts recomputed: at most two per new event, each found by one probe (the
+/// new attempt and the one before it are the two entries at or below the new attempt's
+/// (time, stream); a marker's attempt is the entry at or below (its time, any stream)).
+///
+/// Before, a new event's span ran between the times of the key's attempts around it
+/// and was recomputed whole: at an instant shared by one sha's attempts that was every
+/// attempt and marker of the instant, in every batch. Now the work is a few probes per
+/// new event on any history.
 const RECOMPUTE_FAILURES: &str = r#"
 WITH news AS (
     SELECT DISTINCT n.*
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-         AS n(service, environment, git_sha, at)
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int8[], $6::bool[])
+         AS n(service, environment, git_sha, at, seq, is_attempt)
 ),
--- Each bound is one probe of the attempts index (git_sha, service, environment,
--- occurred_at): the entry just below, or just above, (key, at) in its order, kept when
--- it is of the same key. Written as equalities and a time range, the probe was also a
+-- Each probe is one descent of the attempts index (git_sha, service, environment,
+-- occurred_at, stream_seq), read backwards from the bound, its entries kept when they
+-- are of the same key. Written as equalities and a time range, the probe was also a
 -- scan of the service's window index filtered by sha, which the planner chose on a
--- small store (25 pages a probe instead of 3; a third of a batch's recompute).
-spans AS (
-    SELECT n.service, n.environment, n.git_sha,
-           coalesce(CASE WHEN (before.git_sha, before.service, before.environment)
-                              = (n.git_sha, n.service, n.environment)
-                         THEN before.occurred_at END, n.at) AS lo,
-           coalesce(CASE WHEN (after.git_sha, after.service, after.environment)
-                              = (n.git_sha, n.service, n.environment)
-                         THEN after.occurred_at END, 'infinity') AS hi
+-- small store.
+targets AS (
+    SELECT DISTINCT d.event_id, d.service, d.environment, d.git_sha, d.occurred_at,
+           d.stream_seq, d.succeeded
     FROM news n
-    LEFT JOIN LATERAL (
-        SELECT d.git_sha, d.service, d.environment, d.occurred_at
-        FROM deploy_facts d
-        WHERE (d.git_sha, d.service, d.environment, d.occurred_at)
-              < (n.git_sha, n.service, n.environment, n.at)
-        ORDER BY d.git_sha DESC, d.service DESC, d.environment DESC, d.occurred_at DESC
-        LIMIT 1
-    ) before ON true
-    LEFT JOIN LATERAL (
-        SELECT d.git_sha, d.service, d.environment, d.occurred_at
-        FROM deploy_facts d
-        WHERE (d.git_sha, d.service, d.environment, d.occurred_at)
-              > (n.git_sha, n.service, n.environment, n.at)
-        ORDER BY d.git_sha, d.service, d.environment, d.occurred_at
-        LIMIT 1
-    ) after ON true
-),
-attempts AS (
-    SELECT DISTINCT d.event_id, d.occurred_at, d.succeeded
-    FROM spans s
-    JOIN deploy_facts d
-      ON d.service = s.service AND d.environment = s.environment
-     AND d.git_sha = s.git_sha AND d.occurred_at >= s.lo AND d.occurred_at < s.hi
-),
-markers AS (
-    SELECT DISTINCT m.id, m.service, m.environment, m.git_sha, m.occurred_at, m.stream_seq
-    FROM spans s
-    JOIN events m
-      ON m.service = s.service AND m.environment = s.environment
-     AND m.git_sha = s.git_sha AND m.kind IN ('rollback', 'incident_opened')
-     AND m.occurred_at >= s.lo AND m.occurred_at < s.hi
-),
-marks AS (
-    SELECT DISTINCT ON (attempt.event_id) attempt.event_id, m.occurred_at, m.id
-    FROM markers m
     CROSS JOIN LATERAL (
-        SELECT d.event_id
+        SELECT d.event_id, d.service, d.environment, d.git_sha, d.occurred_at, d.stream_seq,
+               d.succeeded
         FROM deploy_facts d
-        WHERE d.service = m.service AND d.environment = m.environment
-          AND d.git_sha = m.git_sha AND d.occurred_at <= m.occurred_at
-        ORDER BY d.occurred_at DESC, d.stream_seq DESC
-        LIMIT 1
-    ) attempt
-    ORDER BY attempt.event_id, m.occurred_at, m.stream_seq
+        WHERE (d.git_sha, d.service, d.environment, d.occurred_at, d.stream_seq)
+              <= (n.git_sha, n.service, n.environment, n.at, n.seq)
+        ORDER BY d.git_sha DESC, d.service DESC, d.environment DESC, d.occurred_at DESC,
+                 d.stream_seq DESC
+        LIMIT CASE WHEN n.is_attempt THEN 2 ELSE 1 END
+    ) d
+    WHERE (d.git_sha, d.service, d.environment) = (n.git_sha, n.service, n.environment)
 ),
--- Each attempt's own row, and its earliest mark if it has one; per attempt its own
--- failure first, then the mark, then (no failure at all) its own row's NULLs. One sort,
--- not a join: estimated at a row or two each, a join of the two was planned as a nested
--- loop, a batch's ~1000 attempts each scanning every mark (30 of a batch's 45 ms).
-fresh AS (
-    SELECT DISTINCT ON (event_id) event_id, failed_at, failed_by
-    FROM (
-        SELECT a.event_id,
-               CASE WHEN NOT a.succeeded THEN a.occurred_at END AS failed_at,
-               CASE WHEN NOT a.succeeded THEN a.event_id END AS failed_by,
-               CASE WHEN NOT a.succeeded THEN 0 ELSE 2 END AS rank
-        FROM attempts a
-      UNION ALL
-        SELECT marks.event_id, marks.occurred_at, marks.id, 1
-        FROM marks
-    ) candidates
-    ORDER BY event_id, rank
+-- Each target's first marker at or after it, and the attempt after it: one probe each,
+-- of the markers index and of the attempts index.
+probed AS (
+    SELECT t.event_id, t.occurred_at, t.succeeded, m.id AS marker, m.occurred_at AS marked_at,
+           m.occurred_at < coalesce(next.occurred_at, 'infinity') AS marks
+    FROM targets t
+    LEFT JOIN LATERAL (
+        SELECT m.id, m.service, m.environment, m.git_sha, m.occurred_at
+        FROM events m
+        WHERE m.kind IN ('rollback', 'incident_opened') AND m.git_sha IS NOT NULL
+          AND (m.git_sha, m.service, m.environment, m.occurred_at)
+              >= (t.git_sha, t.service, t.environment, t.occurred_at)
+        ORDER BY m.git_sha, m.service, m.environment, m.occurred_at, m.stream_seq
+        LIMIT 1
+    ) m ON (m.git_sha, m.service, m.environment) = (t.git_sha, t.service, t.environment)
+    LEFT JOIN LATERAL (
+        SELECT d.service, d.environment, d.git_sha, d.occurred_at
+        FROM deploy_facts d
+        WHERE (d.git_sha, d.service, d.environment, d.occurred_at, d.stream_seq)
+              > (t.git_sha, t.service, t.environment, t.occurred_at, t.stream_seq)
+        ORDER BY d.git_sha, d.service, d.environment, d.occurred_at, d.stream_seq
+        LIMIT 1
+    ) next ON (next.git_sha, next.service, next.environment)
+              = (t.git_sha, t.service, t.environment)
 )
 UPDATE deploy_facts d
 SET failed_at = fresh.failed_at, failed_by = fresh.failed_by
-FROM fresh
+FROM (
+    SELECT event_id,
+           CASE WHEN NOT succeeded THEN occurred_at WHEN marks THEN marked_at END AS failed_at,
+           CASE WHEN NOT succeeded THEN event_id WHEN marks THEN marker END AS failed_by
+    FROM probed
+) fresh
 WHERE d.event_id = fresh.event_id
   AND (d.failed_at, d.failed_by) IS DISTINCT FROM (fresh.failed_at, fresh.failed_by)
 "#;
 
-/// Rebuilds the incidents of the given ref_ids from the log (CONTRACT.md section 5):
-/// walking a ref_id's opens in time order (ties: the earlier in the stream), an
-/// incident starts at an open, closes at the first close of the ref_id at or after it
+/// Rebuilds the incidents that new events of the given ref_ids can change (CONTRACT.md
+/// section 5): walking a ref_id's opens in time order (ties: the earlier in the stream),
+/// an incident starts at an open, closes at the first close of the ref_id at or after it
 /// (ties: the earlier in the stream), and the next incident starts at the first open
 /// after that close. An open while an incident runs, up to and including its close's
 /// instant, re-triggers it: the same incident, one sample. `incident_facts` keeps one
-/// row per incident, keyed by its first open; the rows of re-triggering opens go.
+/// row per incident, keyed by its first open; a row whose open no longer starts an
+/// incident goes.
 ///
-/// A ref_id can be reused thousands of times, and this runs under the batch lock, so the
-/// walk does not start at the ref_id's first open. Let `after` be the latest close of
-/// the ref_id strictly before its earliest new event. Every incident opened at or before
-/// `after` closed by `after` (that close is at or after its open), so nothing the batch
-/// adds changes them, and the walk goes on exactly as from a close at `after`: from the
-/// first open strictly after it. Only the rows of opens after `after` are touched.
+/// A ref_id can be reused thousands of times, and this runs under the batch lock, so a
+/// walk covers a stretch of the ref_id around its new events, not its history. Where it
+/// starts: let `after` be the latest close of the ref_id strictly before a new event.
+/// Every incident opened at or before `after` closed by `after` (that close is at or
+/// after its open), so nothing the event adds changes them, and the walk goes on
+/// exactly as from a close at `after`: from the first open strictly after it. New
+/// events with the same `after` share one walk; they lie after `after` and at or before
+/// the ref_id's next close, so the walk's first incident closes at or after all of them
+/// (or, with no open before that close, they are closes that end nothing).
+///
+/// Where it stops: at the first incident the store already holds with the same close
+/// (a row the walk before this batch wrote; this batch writes none before here). After
+/// that close's instant no incident runs, in the log as it was and as it is now, and the
+/// events after it are the same up to the next walk's start: the incidents in between
+/// are the ones stored. Or it stops on reaching the next walk's start, and that walk
+/// goes on from there. So a walk is as long as the stretch its events change, plus one
+/// incident: a late event in front of thousands of incidents does not re-walk them all
+/// (5,000 incidents on one ref_id: 132 ms for one event before), nor does a batch of
+/// late events re-walk each other's. Every open and close is one probe in (time,
+/// stream) order (migration 0013), and the stored incidents of a walk's stretch one
+/// range of `incident_facts_ref`.
 const RECOMPUTE_INCIDENTS: &str = r#"
 WITH RECURSIVE news AS (
-    SELECT ref_id, min(at) AS at
+    SELECT DISTINCT n.ref_id, n.at
     FROM unnest($1::text[], $2::timestamptz[]) AS n(ref_id, at)
-    GROUP BY ref_id
 ),
-refs AS (
-    SELECT n.ref_id, coalesce(c.occurred_at, '-infinity') AS after
+starts AS (
+    SELECT DISTINCT n.ref_id, coalesce(c.occurred_at, '-infinity') AS after
     FROM news n
     LEFT JOIN LATERAL (
         SELECT e.occurred_at
@@ -433,15 +424,28 @@ refs AS (
         LIMIT 1
     ) c ON true
 ),
+-- Each walk hands over to the next walk of its ref_id (`upto`, that one's start) once
+-- it reaches it: a batch of late events, each its own walk, would otherwise re-walk all
+-- the later ones.
+walks AS (
+    SELECT ref_id, after,
+           coalesce(lead(after) OVER (PARTITION BY ref_id ORDER BY after), 'infinity') AS upto
+    FROM starts
+),
+-- One incident a step. `held`: whether the store holds it with this close, one probe
+-- of the key (as EXISTS it was planned as a hash of every stored incident, read once a
+-- batch).
 incidents AS (
-    SELECT o.ref_id, o.id AS open_id, o.occurred_at AS opened_at,
-           c.id AS close_id, c.occurred_at AS closed_at, o.service, o.environment
-    FROM refs
+    SELECT w.ref_id, w.after, w.upto, o.id AS open_id, o.occurred_at AS opened_at,
+           c.id AS close_id, c.occurred_at AS closed_at, o.service, o.environment,
+           coalesce(c.id = (SELECT f.close_event_id FROM incident_facts f
+                            WHERE f.open_event_id = o.id), false) AS held
+    FROM walks w
     CROSS JOIN LATERAL (
         SELECT e.id, e.ref_id, e.occurred_at, e.service, e.environment
         FROM events e
-        WHERE e.kind = 'incident_opened' AND e.ref_id = refs.ref_id
-          AND e.occurred_at > refs.after
+        WHERE e.kind = 'incident_opened' AND e.ref_id = w.ref_id
+          AND e.occurred_at > w.after
         ORDER BY e.occurred_at, e.stream_seq
         LIMIT 1
     ) o
@@ -454,7 +458,10 @@ incidents AS (
         LIMIT 1
     ) c ON true
   UNION ALL
-    SELECT o.ref_id, o.id, o.occurred_at, c.id, c.occurred_at, o.service, o.environment
+    SELECT i.ref_id, i.after, i.upto, o.id, o.occurred_at, c.id, c.occurred_at, o.service,
+           o.environment,
+           coalesce(c.id = (SELECT f.close_event_id FROM incident_facts f
+                            WHERE f.open_event_id = o.id), false)
     FROM incidents i
     CROSS JOIN LATERAL (
         SELECT e.id, e.ref_id, e.occurred_at, e.service, e.environment
@@ -472,24 +479,43 @@ incidents AS (
         ORDER BY e.occurred_at, e.stream_seq
         LIMIT 1
     ) c ON true
+    WHERE NOT i.held AND i.closed_at < i.upto
 ),
+-- The opens each walk covered: after `after`, up to its last incident's close, or to
+-- the end when that incident is still open (or the walk found no open at all).
+stretches AS (
+    SELECT ref_id, after,
+           CASE WHEN count(*) = count(closed_at) THEN max(closed_at) ELSE 'infinity' END AS until
+    FROM incidents
+    GROUP BY ref_id, after
+),
+-- The stored incidents of each stretch, by a range of `incident_facts_ref` per stretch
+-- (OFFSET 0 keeps the planner from flattening it into a join, which it planned as a
+-- hash of every stored incident), that the walks no longer start.
 retriggers AS (
-    -- Each incident_facts row is keyed by an open of its ref_id, so the rows after
-    -- `after` are found through the opens, not by reading the ref_id's every row.
     DELETE FROM incident_facts f
-    USING refs
-    JOIN events o
-      ON o.kind = 'incident_opened' AND o.ref_id = refs.ref_id AND o.occurred_at > refs.after
-    WHERE f.open_event_id = o.id
-      AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.open_id = f.open_event_id)
+    WHERE f.open_event_id = ANY (ARRAY(
+        SELECT x.open_event_id
+        FROM stretches s
+        CROSS JOIN LATERAL (
+            SELECT x.open_event_id
+            FROM incident_facts x
+            WHERE x.ref_id = s.ref_id AND x.opened_at > s.after AND x.opened_at <= s.until
+            OFFSET 0
+        ) x
+        WHERE NOT EXISTS (SELECT 1 FROM incidents i WHERE i.open_id = x.open_event_id)
+    ))
 )
 INSERT INTO incident_facts AS f
     (open_event_id, ref_id, service, environment, opened_at, closed_at, close_event_id)
 -- The open's service and environment come with it from the walk: joined back to the
 -- log instead, the recursion's row estimate (thousands) made that a hash join over
--- every event (57 of a batch's 70 ms at 220k events).
-SELECT i.open_id, i.ref_id, i.service, i.environment, i.opened_at, i.closed_at, i.close_id
+-- every event (57 of a batch's 70 ms at 220k events). Two walks of one ref_id meet at a
+-- hand-over: each incident once.
+SELECT DISTINCT ON (i.open_id)
+       i.open_id, i.ref_id, i.service, i.environment, i.opened_at, i.closed_at, i.close_id
 FROM incidents i
+ORDER BY i.open_id
 ON CONFLICT (open_event_id) DO UPDATE
 SET closed_at = EXCLUDED.closed_at, close_event_id = EXCLUDED.close_event_id
 WHERE (f.closed_at, f.close_event_id) IS DISTINCT FROM (EXCLUDED.closed_at, EXCLUDED.close_event_id)
@@ -510,6 +536,7 @@ struct AppendedRow {
     git_sha: Option<String>,
     ref_id: Option<String>,
     occurred_at: DateTime<Utc>,
+    stream_seq: i64,
 }
 
 /// A reason or field name may quote the message, and PostgreSQL text cannot hold NUL.
@@ -591,49 +618,58 @@ pub async fn apply_at(pool: &PgPool, batch: &[Decoded], last_seq: Option<u64>) -
     // From here on one batch at a time: see SERIALISE_BATCHES.
     sqlx::query(SERIALISE_BATCHES).execute(&mut *tx).await?;
 
-    // The keys whose facts the new rows can change, with when: each recompute reads only
-    // the slice of its key around the new events. BTree: each once, and the same order in
-    // every transaction.
+    // The new events that can change facts, each with its place in its key's order:
+    // each recompute reads only its keys' entries next to them. BTree: each once, and
+    // the same order in every transaction.
     let mut failure_events = BTreeSet::new();
-    let mut ref_ids: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+    let mut incident_events = BTreeSet::new();
     for row in &appended {
-        match (row.kind.as_str(), &row.git_sha, &row.ref_id) {
-            ("deploy" | "rollback", Some(sha), _) | ("incident_opened", Some(sha), _) => {
-                failure_events.insert((
-                    row.service.clone(),
-                    row.environment.clone(),
-                    sha.clone(),
-                    row.occurred_at,
-                ));
-            }
-            _ => {}
+        let place = match (row.kind.as_str(), &row.git_sha) {
+            // A new attempt: its own place, (time, stream).
+            ("deploy", Some(sha)) => Some((sha, row.stream_seq, true)),
+            // A marker: after every attempt of its instant, whatever their stream order.
+            ("rollback" | "incident_opened", Some(sha)) => Some((sha, i64::MAX, false)),
+            _ => None,
+        };
+        if let Some((sha, seq, attempt)) = place {
+            failure_events.insert((
+                row.service.clone(),
+                row.environment.clone(),
+                sha.clone(),
+                row.occurred_at,
+                seq,
+                attempt,
+            ));
         }
         if let ("incident_opened" | "incident_closed", Some(ref_id)) =
             (row.kind.as_str(), &row.ref_id)
         {
-            let at = ref_ids.entry(ref_id.clone()).or_insert(row.occurred_at);
-            *at = (*at).min(row.occurred_at);
+            incident_events.insert((ref_id.clone(), row.occurred_at));
         }
     }
     if !failure_events.is_empty() {
-        let (mut services, mut envs, mut shas, mut ats) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (service, env, sha, at) in failure_events {
+        let (mut services, mut envs, mut shas) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ats, mut seqs, mut attempts) = (Vec::new(), Vec::new(), Vec::new());
+        for (service, env, sha, at, seq, attempt) in failure_events {
             services.push(service);
             envs.push(env);
             shas.push(sha);
             ats.push(at);
+            seqs.push(seq);
+            attempts.push(attempt);
         }
         sqlx::query(RECOMPUTE_FAILURES)
             .bind(services)
             .bind(envs)
             .bind(shas)
             .bind(ats)
+            .bind(seqs)
+            .bind(attempts)
             .execute(&mut *tx)
             .await?;
     }
-    if !ref_ids.is_empty() {
-        let (refs, ats): (Vec<String>, Vec<DateTime<Utc>>) = ref_ids.into_iter().unzip();
+    if !incident_events.is_empty() {
+        let (refs, ats): (Vec<String>, Vec<DateTime<Utc>>) = incident_events.into_iter().unzip();
         sqlx::query(RECOMPUTE_INCIDENTS)
             .bind(refs)
             .bind(ats)

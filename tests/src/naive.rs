@@ -108,6 +108,7 @@ pub struct Oracle {
 /// One generated event, read back from its JSON.
 #[derive(Debug, Clone)]
 struct Raw {
+    id: String,
     kind: String,
     service: String,
     environment: String,
@@ -119,6 +120,29 @@ struct Raw {
     /// Position in the stream: the later, the higher.
     arrival: usize,
 }
+
+/// What the store's facts must hold for a log, row by row: the failure of each attempt
+/// and each incident, each list ordered by its id (byte order, as the store's `"C"`
+/// collation orders text).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facts {
+    /// Per deploy attempt: its id, when it failed and the event that failed it (itself,
+    /// or its earliest marker), or two `None`s.
+    pub attempts: Vec<(String, Option<DateTime<Utc>>, Option<String>)>,
+    /// Per incident: the open that started it, its ref_id, its opening time, and the
+    /// close that ended it with that close's time, if one did.
+    pub incidents: Vec<IncidentRow>,
+}
+
+/// One incident as `incident_facts` holds it: open id, ref_id, opened at, close id,
+/// closed at.
+pub type IncidentRow = (
+    String,
+    String,
+    DateTime<Utc>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+);
 
 /// The numbers of one `/dora` answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,6 +192,7 @@ impl Oracle {
             .iter()
             .enumerate()
             .map(|(arrival, v)| Raw {
+                id: text(v, "id").expect("id"),
                 kind: text(v, "kind").expect("kind"),
                 service: text(v, "service").expect("service"),
                 environment: text(v, "environment").unwrap_or_else(|| "prod".to_owned()),
@@ -246,14 +271,22 @@ impl Oracle {
     }
 
     /// The attempts (by arrival) a rollback or sha-carrying incident at or before
-    /// `as_of` marks: for each, the latest attempt of its service/environment/sha at or
-    /// before it, the later in the stream on a tie.
+    /// `as_of` marks.
     fn marked(&self, as_of: DateTime<Utc>) -> Vec<usize> {
-        let mut marked = Vec::new();
+        self.marks()
+            .into_iter()
+            .filter(|(m, _)| m.occurred_at <= as_of)
+            .map(|(_, d)| d.arrival)
+            .collect()
+    }
+
+    /// Each rollback or sha-carrying incident with the attempt it marks: the latest
+    /// attempt of its service/environment/sha at or before it, the later in the stream
+    /// on a tie.
+    fn marks(&self) -> Vec<(&Raw, &Raw)> {
+        let mut marks = Vec::new();
         for m in self.events.iter().filter(|m| {
-            (m.kind == "rollback" || m.kind == "incident_opened")
-                && m.git_sha.is_some()
-                && m.occurred_at <= as_of
+            (m.kind == "rollback" || m.kind == "incident_opened") && m.git_sha.is_some()
         }) {
             let latest = self
                 .events
@@ -267,10 +300,48 @@ impl Oracle {
                 })
                 .max_by_key(|d| (d.occurred_at, d.arrival));
             if let Some(d) = latest {
-                marked.push(d.arrival);
+                marks.push((m, d));
             }
         }
-        marked
+        marks
+    }
+
+    /// The facts the store must hold for the log, row by row. An attempt fails at its
+    /// own time if it did not succeed, else at its earliest marker (by time, then the
+    /// earlier in the stream).
+    pub fn facts(&self) -> Facts {
+        let marks = self.marks();
+        let mut attempts: Vec<_> = self
+            .events
+            .iter()
+            .filter(|d| d.kind == "deploy")
+            .map(|d| {
+                if !d.succeeded {
+                    return (d.id.clone(), Some(d.occurred_at), Some(d.id.clone()));
+                }
+                let earliest = marks
+                    .iter()
+                    .filter(|(_, a)| a.arrival == d.arrival)
+                    .map(|(m, _)| *m)
+                    .min_by_key(|m| (m.occurred_at, m.arrival));
+                (
+                    d.id.clone(),
+                    earliest.map(|m| m.occurred_at),
+                    earliest.map(|m| m.id.clone()),
+                )
+            })
+            .collect();
+        attempts.sort();
+        let mut incidents: Vec<IncidentRow> = self
+            .incidents()
+            .into_iter()
+            .map(|i| (i.open_id, i.ref_id, i.opened, i.close_id, i.closed))
+            .collect();
+        incidents.sort();
+        Facts {
+            attempts,
+            incidents,
+        }
     }
 
     /// Every incident of the log. Per ref_id: the first open (by time, then arrival)
@@ -301,9 +372,12 @@ impl Oracle {
             while let Some(open) = next {
                 let close = closes.iter().find(|c| c.occurred_at >= open.occurred_at);
                 out.push(Incident {
+                    open_id: open.id.clone(),
+                    ref_id: r.to_owned(),
                     service: open.service.clone(),
                     environment: open.environment.clone(),
                     opened: open.occurred_at,
+                    close_id: close.map(|c| c.id.clone()),
                     closed: close.map(|c| c.occurred_at),
                 });
                 next = close.and_then(|c| {
@@ -320,6 +394,9 @@ impl Oracle {
 
 #[derive(Debug)]
 struct Incident {
+    open_id: String,
+    ref_id: String,
+    close_id: Option<String>,
     service: String,
     environment: String,
     opened: DateTime<Utc>,

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use dora_bench::procs::{self, Cpu, Group, Memory, Usage};
-use dora_bench::{demo_events, drained, post_bodies, post_events, shuffle, Spread};
+use dora_bench::{demo_events, drained, load_average, post_bodies, post_events, shuffle, Spread};
 use dora_system_tests::children::{Binary, Dora};
 use dora_system_tests::{TestEnv, CI_TOKEN, PAGER_TOKEN, SOURCE_KEY};
 
@@ -258,13 +258,6 @@ fn rates(run: &Run) -> String {
         run.single_accepted,
         run.single_end_to_end
     )
-}
-
-/// `/proc/loadavg`'s first three fields.
-fn load_average() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let fields: Vec<&str> = load.split_whitespace().take(3).collect();
-    format!("load average {}", fields.join(", "))
 }
 
 /// One run on a fresh database and stream, with fresh dora processes.

@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use dora_api::dora::{
     compute, compute_grouped, compute_grouped_sending, median, MetricsQuery, Report,
 };
-use dora_system_tests::naive::{Numbers, Oracle, NAIVE_DEPLOYS, NAIVE_INCIDENTS};
+use dora_system_tests::naive::{Facts, Numbers, Oracle, NAIVE_DEPLOYS, NAIVE_INCIDENTS};
 use dora_system_tests::{Rng, TestEnv};
 use serde_json::{json, Value};
 
@@ -697,7 +697,8 @@ pub(crate) fn random_log(rng: &mut Rng, n: usize) -> Vec<Value> {
 #[tokio::test]
 async fn the_facts_agree_with_a_naive_reading_of_the_contract_on_random_logs() {
     let mut rng = Rng::new(0x5EED_D0A4);
-    let log = random_log(&mut rng, 1500);
+    let mut log = random_log(&mut rng, 1500);
+    shuffle(&mut log, &mut rng);
     agree_with_the_oracle(log, &mut rng, 200, 1).await;
 }
 
@@ -718,13 +719,90 @@ async fn the_facts_agree_with_a_naive_reading_when_batches_are_written_two_at_a_
     on_hot_keys(0x2B47_C4E5, 2).await;
 }
 
-/// A random log of `seed` in the hot-key shape, fed in batches of up to 40 events,
-/// `together` written at once, and checked against the oracle.
+/// A random log of `seed` in the hot-key shape, checked as [`shaped`] does.
 async fn on_hot_keys(seed: u64, together: usize) {
+    shaped(seed, hot_keys, together).await;
+}
+
+/// A random log of `seed` in `shape`, shuffled, fed in batches of up to 40 events,
+/// `together` written at once, and checked against the oracle.
+async fn shaped(seed: u64, shape: Shape, together: usize) {
     let mut rng = Rng::new(seed);
     let mut log = random_log(&mut rng, 2500);
-    hot_keys(&mut log, &mut rng);
+    shape(&mut log, &mut rng);
+    shuffle(&mut log, &mut rng);
     agree_with_the_oracle(log, &mut rng, 40, together).await;
+}
+
+/// Ties everywhere (issue 26): the random log on three instants, so each instant holds
+/// hundreds of attempts of one key (some of one sha, many of distinct shas), their
+/// markers, and incidents of many ref_ids opened, re-triggered and closed at once. The
+/// contract's tie rules (stream order) decide every fact; shuffled, in small batches.
+#[tokio::test]
+async fn the_facts_agree_with_a_naive_reading_of_the_contract_on_ties() {
+    shaped(0x7135_0001, |log, rng| on_instants(log, rng, 3), 1).await;
+}
+
+/// Ties on hot keys, two batches written at once: eight instants, three shas, two
+/// ref_ids, so each ref_id is re-triggered dozens of times at one instant and each sha
+/// has dozens of attempts and markers at each (fewer instants would leave too few
+/// marked attempts for the check that the log exercises them).
+#[tokio::test]
+async fn the_facts_agree_with_a_naive_reading_of_the_contract_on_ties_of_hot_keys() {
+    let shape: Shape = |log, rng| {
+        hot_keys(log, rng);
+        on_instants(log, rng, 8);
+    };
+    shaped(0x7135_0002, shape, 2).await;
+}
+
+/// Late events into long chains: the hot-key shape arriving in time order, but a
+/// fifth of it held back and delivered last in random order, each landing in front of
+/// or inside chains of hundreds of attempts and incidents already stored.
+#[tokio::test]
+async fn the_facts_agree_with_a_naive_reading_of_the_contract_on_late_events_into_long_chains() {
+    let mut rng = Rng::new(0x7135_0003);
+    let mut log = random_log(&mut rng, 2500);
+    hot_keys(&mut log, &mut rng);
+    let at = |e: &Value| {
+        e["occurred_at"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap()
+    };
+    log.sort_by_key(at);
+    let (mut on_time, mut late) = (Vec::new(), Vec::new());
+    for e in log {
+        if rng.below(5) == 0 {
+            late.push(e);
+        } else {
+            on_time.push(e);
+        }
+    }
+    shuffle(&mut late, &mut rng);
+    on_time.extend(late);
+    agree_with_the_oracle(on_time, &mut rng, 40, 1).await;
+}
+
+/// Moves every event of `log` onto one of `instants` instants a day apart (a commit an
+/// hour before its deploy).
+fn on_instants(log: &mut [Value], rng: &mut Rng, instants: u64) {
+    let base = t("2026-02-10T00:00:00Z");
+    for e in log.iter_mut() {
+        let at = base + TimeDelta::days(rng.below(instants) as i64);
+        e["occurred_at"] = json!(at.to_rfc3339());
+        if e.get("commit_at").is_some() {
+            e["commit_at"] = json!((at - TimeDelta::hours(1)).to_rfc3339());
+        }
+    }
+}
+
+/// Arrival order is not event order: a seeded shuffle.
+fn shuffle(log: &mut [Value], rng: &mut Rng) {
+    for i in (1..log.len()).rev() {
+        log.swap(i, rng.below(i as u64 + 1) as usize);
+    }
 }
 
 /// Turns a random log into the hot-key shape (see the test above).
@@ -751,20 +829,22 @@ fn hot_keys(log: &mut [Value], rng: &mut Rng) {
 /// the whole log; the live path recomputes slices batch by batch. On the same messages in
 /// the same stream order they must leave the same store, row for row: the log (first
 /// copy of an id wins, also when a later copy differs), the rejected messages, and both
-/// facts tables. Random logs and the hot-key shape, with repeated ids and invalid
-/// messages mixed in.
+/// facts tables. Random logs, the hot-key shape and ties (three instants), with
+/// repeated ids and invalid messages mixed in.
 #[tokio::test]
 async fn the_bulk_path_leaves_the_same_store_as_the_live_path() {
-    for (seed, hot) in [
-        (0xB01C_0001, false),
-        (0xB01C_0002, true),
-        (0xB01C_0003, true),
-    ] {
+    let plain: Shape = |_, _| {};
+    let ties: Shape = |log, rng| on_instants(log, rng, 3);
+    let shapes: [(u64, Shape); 4] = [
+        (0xB01C_0001, plain),
+        (0xB01C_0002, hot_keys),
+        (0xB01C_0003, hot_keys),
+        (0xB01C_0004, ties),
+    ];
+    for (seed, shape) in shapes {
         let mut rng = Rng::new(seed);
         let mut log = random_log(&mut rng, 2000);
-        if hot {
-            hot_keys(&mut log, &mut rng);
-        }
+        shape(&mut log, &mut rng);
         // Services known only by an incident (listed), and only by a rollback or a close
         // (not listed: no attempt, no incident).
         log.extend([
@@ -772,9 +852,7 @@ async fn the_bulk_path_leaves_the_same_store_as_the_live_path() {
             json!({"id": "ro", "kind": "rollback", "service": "rollback-only", "git_sha": "abcd", "occurred_at": "2026-03-10T00:00:00Z"}),
             json!({"id": "co", "kind": "incident_closed", "service": "close-only", "ref_id": "INC-CO", "occurred_at": "2026-03-10T00:00:00Z"}),
         ]);
-        for i in (1..log.len()).rev() {
-            log.swap(i, rng.below(i as u64 + 1) as usize);
-        }
+        shuffle(&mut log, &mut rng);
         // Repeats of earlier ids, some with other content, and messages that fail
         // validation, at random places in the stream.
         for _ in 0..60 {
@@ -865,7 +943,7 @@ async fn the_bulk_path_leaves_the_same_store_as_the_live_path() {
             assert!(
                 live == built,
                 "seed {seed:x}: {table} differs:\n{}",
-                first_difference(&live, &built)
+                first_difference(["live", "bulk"], &live, &built)
             );
         }
         let listed: Vec<String> = sqlx::query_scalar(
@@ -910,22 +988,50 @@ async fn the_bulk_path_leaves_the_same_store_as_the_live_path() {
         assert!(
             live == built,
             "seed {seed:x}: the schema differs:\n{}",
-            first_difference(&live, &built)
+            first_difference(["live", "bulk"], &live, &built)
         );
         bulk.close().await;
         env.cleanup().await;
     }
 }
 
-/// The first line where two table dumps differ, from each.
-fn first_difference(a: &str, b: &str) -> String {
+/// The facts tables as [`Facts`] holds them.
+async fn stored_facts(pool: &sqlx::PgPool) -> Facts {
+    let attempts =
+        sqlx::query_as("SELECT event_id, failed_at, failed_by FROM deploy_facts ORDER BY event_id")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let incidents = sqlx::query_as(
+        "SELECT open_event_id, ref_id, opened_at, close_event_id, closed_at
+         FROM incident_facts ORDER BY open_event_id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    Facts {
+        attempts,
+        incidents,
+    }
+}
+
+/// Turns a random log into a shape of history.
+type Shape = fn(&mut [Value], &mut Rng);
+
+/// The first line where two table dumps differ, from each, under their names.
+fn first_difference(names: [&str; 2], a: &str, b: &str) -> String {
     let (mut a, mut b) = (a.lines(), b.lines());
     loop {
         match (a.next(), b.next()) {
             (Some(x), Some(y)) if x == y => continue,
-            (x, y) => return format!("live:  {x:?}\nbulk:  {y:?}"),
+            (x, y) => return format!("{}:  {x:?}\n{}:  {y:?}", names[0], names[1]),
         }
     }
+}
+
+/// One line per row.
+fn lines<T: std::fmt::Debug>(rows: &[T]) -> String {
+    rows.iter().map(|r| format!("{r:?}\n")).collect()
 }
 
 /// The events as stream messages, decoded as the projector decodes them: sequences
@@ -955,14 +1061,11 @@ fn as_messages(env: &TestEnv, log: &[Value]) -> Vec<dora_projector::decode::Deco
         .collect()
 }
 
-/// Feeds `log` shuffled, in batches of up to `batch` events, `together` batches written
-/// at once, then checks random windows against the oracle and the naive SQL.
-async fn agree_with_the_oracle(mut log: Vec<Value>, rng: &mut Rng, batch: u64, together: usize) {
+/// Feeds `log` in its order, in batches of up to `batch` events, `together` batches
+/// written at once, checking the facts row by row and the whole range's numbers after
+/// each step, then checks random windows against the oracle and the naive SQL.
+async fn agree_with_the_oracle(log: Vec<Value>, rng: &mut Rng, batch: u64, together: usize) {
     let env = TestEnv::new().await;
-    // Arrival order is not event order: shuffle, then feed in batches of random size.
-    for i in (1..log.len()).rev() {
-        log.swap(i, rng.below(i as u64 + 1) as usize);
-    }
     let pool = dora_api::connect(&env.database_url, 1).unwrap();
     // Two connections, both open and idle: each query reads its halves on both at once,
     // the second in the first one's snapshot (one connection reads them in turn).
@@ -990,9 +1093,27 @@ async fn agree_with_the_oracle(mut log: Vec<Value>, rng: &mut Rng, batch: u64, t
             service: None,
             environment: "prod".to_owned(),
         };
+        let oracle = Oracle::new(&log[..fed]);
         let got = numbers(&compute(&pool, &whole).await.unwrap());
-        let want = Oracle::new(&log[..fed]).numbers("prod", None, whole.as_of, 60, 0);
+        let want = oracle.numbers("prod", None, whole.as_of, 60, 0);
         assert_eq!(got, want, "after {fed} events: {whole:?}");
+        // And each attempt's failure and each incident, row by row: a wrong marker or
+        // close at an instant shared with others can leave every count right.
+        let (stored, want) = (stored_facts(&env.pool).await, oracle.facts());
+        for (what, stored, want) in [
+            ("attempts", lines(&stored.attempts), lines(&want.attempts)),
+            (
+                "incidents",
+                lines(&stored.incidents),
+                lines(&want.incidents),
+            ),
+        ] {
+            assert!(
+                stored == want,
+                "after {fed} events, {what} differ:\n{}",
+                first_difference(["stored", "oracle"], &stored, &want)
+            );
+        }
     }
 
     let oracle = Oracle::new(&log);
