@@ -1,4 +1,4 @@
-//! The four metrics against fixture logs in the real PostgreSQL, with exact numbers,
+//! The metrics against fixture logs in the real PostgreSQL, with exact numbers,
 //! and against a naive SQL transcription of the contract on random logs that arrive
 //! out of order.
 
