@@ -7,7 +7,12 @@
 //!   raw JetStream and PostgreSQL rates measured in the same run, repeated `--runs`
 //!   times with min/median/max, with each dora process's peak memory and the CPU of
 //!   every process per phase ([`procs`]).
+//! - `scale`: dora at 1M-10M events against the machine's raw limits, one table
+//!   (`deploy/bench.sh`).
+//! - `latency`: the latency figures of `scale` ([`latency`]) on running dora-api
+//!   processes, interleaved, so two builds are compared on one kept store.
 
+pub mod latency;
 pub mod procs;
 pub mod raw;
 
