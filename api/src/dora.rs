@@ -261,6 +261,48 @@ mod tests {
         assert_eq!(w.start.to_rfc3339(), "2026-03-02T00:00:00+00:00");
     }
 
+    /// The rework rate's shape (CONTRACT.md section 5): of the change failure rate's
+    /// attempts, to 4 decimals, `null` without attempts, and no level.
+    #[test]
+    fn the_rework_rate_is_a_share_of_the_attempts() {
+        let window = MetricsQuery {
+            days: 7,
+            offset: 0,
+            as_of: "2026-03-16T00:00:00Z".parse().unwrap(),
+            service: None,
+            environment: "prod".into(),
+        }
+        .window();
+        let report = |rework, attempts, failed| {
+            let counts = Counts {
+                rework,
+                attempts,
+                failed,
+                ..Counts::default()
+            };
+            Report::assemble(window, None, "prod".into(), counts)
+        };
+        let r = report(2, 6, 1);
+        assert_eq!(
+            r.rework_rate,
+            ReworkRate {
+                rework: 2,
+                attempts: 6,
+                rate: Some(0.3333)
+            }
+        );
+        assert_eq!(r.change_failure_rate.attempts, 6);
+        assert_eq!(r.change_failure_rate.rate, Some(0.1667));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json["rework_rate"],
+            serde_json::json!({"rework": 2, "attempts": 6, "rate": 0.3333})
+        );
+        assert_eq!(report(0, 0, 0).rework_rate.rate, None);
+        assert_eq!(report(0, 4, 0).rework_rate.rate, Some(0.0));
+        assert_eq!(report(4, 4, 0).rework_rate.rate, Some(1.0));
+    }
+
     #[test]
     fn rounding() {
         assert_eq!(round(5.0 / 7.0, 3), 0.714);

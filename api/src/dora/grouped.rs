@@ -639,6 +639,61 @@ mod tests {
         env.cleanup().await;
     }
 
+    /// One service's rework reads its own incidents of the window (migration 0013), not
+    /// every service's; all services read the opening-time index.
+    #[tokio::test]
+    async fn rework_reads_the_incidents_of_its_scope() {
+        let env = TestEnv::new().await;
+        let events: Vec<_> = (0..300)
+            .map(|i| {
+                let at = format!("2026-03-{:02}T{:02}:00:00Z", 1 + i % 28, i % 24);
+                let service = format!("s{}", i % 7);
+                match i % 3 {
+                    0 => {
+                        json!({"id": format!("o{i}"), "kind": "incident_opened", "service": service,
+                                "ref_id": format!("R{i}"), "occurred_at": at})
+                    }
+                    _ => json!({"id": format!("d{i}"), "kind": "deploy", "service": service,
+                                "git_sha": format!("{i:08x}"), "occurred_at": at}),
+                }
+            })
+            .collect();
+        env.seed(&events).await;
+        let pool = crate::connect(&env.database_url, 1).unwrap();
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        for (service, index) in [
+            (Some("s3"), "incident_facts_service_opened"),
+            (None, "incident_facts_opened"),
+        ] {
+            let mut tx = pool.begin().await.unwrap();
+            // As on a large store: 300 rows would otherwise be read whole.
+            for off in ["enable_seqscan", "enable_bitmapscan"] {
+                sqlx::query(&format!("SET LOCAL {off} = off"))
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+            }
+            let sql = grouping(REWORK, false);
+            let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {sql}"))
+                .bind("prod")
+                .bind(vec![at("2026-03-01T00:00:00Z"), at("2026-03-10T00:00:00Z")])
+                .bind(vec![at("2026-03-10T00:00:00Z"), at("2026-03-20T00:00:00Z")])
+                .bind(service)
+                .bind(vec![1i32, 1])
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+            let plan = plan.join("\n");
+            assert!(
+                plan.contains(&format!("Index Only Scan using {index} ")),
+                "{service:?}:\n{plan}"
+            );
+            tx.rollback().await.unwrap();
+        }
+        pool.close().await;
+        env.cleanup().await;
+    }
+
     /// The second connection reads the log as the first one's snapshot had it, not as
     /// it is when the second one starts.
     #[tokio::test]
