@@ -947,6 +947,23 @@ mod tests {
         assert!(html.contains("<h2>Rework rate </h2>"), "{html}");
     }
 
+    /// What a card says its value is made of when the window has nothing to make it of.
+    #[test]
+    fn details_of_an_empty_window() {
+        let nothing = quiet(&week(None)).trend.pop().unwrap();
+        let details: Vec<String> = METRICS.iter().map(|m| m.detail(&nothing)).collect();
+        assert_eq!(
+            details,
+            [
+                "0 successful deploys in 7 days",
+                "no successful deploy with a commit time",
+                "no deploy attempts",
+                "0 incidents restored · 0 open",
+                "no deploy attempts",
+            ]
+        );
+    }
+
     #[test]
     fn directions_follow_each_metrics_polarity() {
         use Metric::*;
@@ -973,6 +990,11 @@ mod tests {
         assert_eq!(with_unit(3600.0, lead_unit(3600.0)), "1 hour");
         assert_eq!(with_unit(1800.0, lead_unit(1800.0)), "30 minutes");
         assert_eq!(with_unit(3.0 * 86400.0, lead_unit(3.0 * 86400.0)), "3 days");
+        assert_eq!(
+            with_unit(47.0 * 3600.0, lead_unit(47.0 * 3600.0)),
+            "47 hours"
+        );
+        assert_eq!(with_unit(48.0 * 3600.0, lead_unit(48.0 * 3600.0)), "2 days");
         let df = Metric::DeploymentFrequency;
         assert_eq!(with_unit(0.286, df.unit(0.286)), "2 per week");
         assert_eq!(with_unit(2.5, df.unit(2.5)), "2.5 per day");

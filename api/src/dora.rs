@@ -275,6 +275,7 @@ mod tests {
         .window();
         let report = |rework, attempts, failed| {
             let counts = Counts {
+                deploys: attempts - failed,
                 rework,
                 attempts,
                 failed,
@@ -293,6 +294,7 @@ mod tests {
         );
         assert_eq!(r.change_failure_rate.attempts, 6);
         assert_eq!(r.change_failure_rate.rate, Some(0.1667));
+        assert_eq!(r.deployment_frequency.per_day, 0.714, "5 deploys in 7 days");
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(
             json["rework_rate"],
