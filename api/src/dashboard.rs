@@ -947,19 +947,45 @@ mod tests {
         assert!(html.contains("<h2>Rework rate </h2>"), "{html}");
     }
 
-    /// What a card says its value is made of when the window has nothing to make it of.
+    /// What a card says its value is made of, with and without anything to make it of.
     #[test]
-    fn details_of_an_empty_window() {
-        let nothing = quiet(&week(None)).trend.pop().unwrap();
-        let details: Vec<String> = METRICS.iter().map(|m| m.detail(&nothing)).collect();
+    fn details_of_a_window() {
+        let query = week(None);
+        let nothing = quiet(&query).trend.pop().unwrap();
+        let something = Report::assemble(
+            query.window(),
+            None,
+            "prod".to_owned(),
+            Counts {
+                deploys: 3,
+                lead_samples: 2,
+                failed: 1,
+                attempts: 4,
+                rework: 1,
+                restore_samples: 1,
+                open_incidents: 2,
+                ..Counts::default()
+            },
+        );
+        let details = |r: &Report| -> Vec<String> { METRICS.iter().map(|m| m.detail(r)).collect() };
         assert_eq!(
-            details,
+            details(&nothing),
             [
                 "0 successful deploys in 7 days",
                 "no successful deploy with a commit time",
                 "no deploy attempts",
                 "0 incidents restored · 0 open",
                 "no deploy attempts",
+            ]
+        );
+        assert_eq!(
+            details(&something),
+            [
+                "3 successful deploys in 7 days",
+                "median of 2 deploys",
+                "1 of 4 attempts failed",
+                "1 incident restored · 2 open",
+                "1 of 4 attempts during an incident",
             ]
         );
     }

@@ -587,6 +587,19 @@ mod tests {
     use dora_system_tests::TestEnv;
     use serde_json::json;
 
+    /// A transaction that plans as on a large store: a test's few hundred rows would
+    /// otherwise be read whole, by no index.
+    async fn as_on_a_large_store(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+        let mut tx = pool.begin().await.unwrap();
+        for off in ["enable_seqscan", "enable_bitmapscan"] {
+            sqlx::query(&format!("SET LOCAL {off} = off"))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        tx
+    }
+
     /// A window of `prod` is a range of the index keyed by time alone, any other
     /// environment's a range of the other window index (migration 0011): the planner
     /// sees the environment because dora-api plans with the parameters' values.
@@ -608,14 +621,7 @@ mod tests {
             ("prod", "deploy_facts_prod_window"),
             ("staging", "deploy_facts_other_window"),
         ] {
-            let mut tx = pool.begin().await.unwrap();
-            // As on a large store: 200 rows would otherwise be read whole.
-            for off in ["enable_seqscan", "enable_bitmapscan"] {
-                sqlx::query(&format!("SET LOCAL {off} = off"))
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
-            }
+            let mut tx = as_on_a_large_store(&pool).await;
             let sql = grouping(DEPLOY_METRICS, false);
             let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {sql}"))
                 .bind(environment)
@@ -665,14 +671,7 @@ mod tests {
             (Some("s3"), "incident_facts_service_opened"),
             (None, "incident_facts_opened"),
         ] {
-            let mut tx = pool.begin().await.unwrap();
-            // As on a large store: 300 rows would otherwise be read whole.
-            for off in ["enable_seqscan", "enable_bitmapscan"] {
-                sqlx::query(&format!("SET LOCAL {off} = off"))
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
-            }
+            let mut tx = as_on_a_large_store(&pool).await;
             let sql = grouping(REWORK, false);
             let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {sql}"))
                 .bind("prod")

@@ -736,69 +736,37 @@ async fn rework_is_an_attempt_made_while_an_incident_runs() {
 /// it. All services, each service and the by-service pass agree.
 #[tokio::test]
 async fn rework_needs_an_incident_of_the_same_service_and_environment() {
-    let event = |id: &str, kind: &str, service: &str, environment: &str, at: &str| {
-        let mut e = json!({"id": id, "kind": kind, "service": service,
-                           "environment": environment, "occurred_at": at});
+    // (id, kind, service, environment, day and hour of March 2026)
+    let log: Vec<Value> = [
+        // A staging incident: rework for staging's attempt, not production's.
+        ("s-open", "opened", "api", "staging", "10T00"),
+        ("p-api-1", "deploy", "api", "prod", "10T01"),
+        ("s-api", "deploy", "api", "staging", "10T01"),
+        // web's incident, closed by a close sent from api: rework for web only.
+        ("w-open", "opened", "web", "prod", "12T00"),
+        ("p-api-2", "deploy", "api", "prod", "12T01"),
+        ("p-web-1", "deploy", "web", "prod", "12T01"),
+        ("w-close", "closed", "api", "prod", "12T04"),
+        // api's incident, re-triggered from web: still api's.
+        ("x-open", "opened", "api", "prod", "13T00"),
+        ("x-again", "opened", "web", "prod", "13T01"),
+        ("p-web-2", "deploy", "web", "prod", "13T02"),
+        ("p-api-3", "deploy", "api", "prod", "13T02"),
+        ("x-close", "closed", "web", "prod", "13T03"),
+    ]
+    .into_iter()
+    .map(|(id, kind, service, environment, at)| {
+        let mut e = json!({"id": id, "kind": kind, "service": service, "environment": environment,
+                           "occurred_at": format!("2026-03-{at}:00:00Z")});
         if kind == "deploy" {
             e["git_sha"] = json!("abcd");
         } else {
+            e["kind"] = json!(format!("incident_{kind}"));
             e["ref_id"] = json!(format!("INC-{}", &id[..1]));
         }
         e
-    };
-    let log = vec![
-        // A staging incident: rework for staging's attempt, not production's.
-        event(
-            "s-open",
-            "incident_opened",
-            "api",
-            "staging",
-            "2026-03-10T00:00:00Z",
-        ),
-        event("p-api-1", "deploy", "api", "prod", "2026-03-10T01:00:00Z"),
-        event("s-api", "deploy", "api", "staging", "2026-03-10T01:00:00Z"),
-        // web's incident, closed by a close sent from api: rework for web only.
-        event(
-            "w-open",
-            "incident_opened",
-            "web",
-            "prod",
-            "2026-03-12T00:00:00Z",
-        ),
-        event("p-api-2", "deploy", "api", "prod", "2026-03-12T01:00:00Z"),
-        event("p-web-1", "deploy", "web", "prod", "2026-03-12T01:00:00Z"),
-        event(
-            "w-close",
-            "incident_closed",
-            "api",
-            "prod",
-            "2026-03-12T04:00:00Z",
-        ),
-        // api's incident, re-triggered from web: still api's.
-        event(
-            "x-open",
-            "incident_opened",
-            "api",
-            "prod",
-            "2026-03-13T00:00:00Z",
-        ),
-        event(
-            "x-again",
-            "incident_opened",
-            "web",
-            "prod",
-            "2026-03-13T01:00:00Z",
-        ),
-        event("p-web-2", "deploy", "web", "prod", "2026-03-13T02:00:00Z"),
-        event("p-api-3", "deploy", "api", "prod", "2026-03-13T02:00:00Z"),
-        event(
-            "x-close",
-            "incident_closed",
-            "web",
-            "prod",
-            "2026-03-13T03:00:00Z",
-        ),
-    ];
+    })
+    .collect();
     let env = TestEnv::new().await;
     env.seed(&log).await;
     let oracle = Oracle::new(&log);
