@@ -62,6 +62,16 @@ pub fn shuffle<T>(items: &mut [T], seed: u64) {
     }
 }
 
+/// `/proc/loadavg`'s first three fields, space-separated: how busy the machine was.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Smallest, median and largest of the runs of one figure.
 #[derive(Debug, Clone, Copy)]
 pub struct Spread {

@@ -18,7 +18,7 @@ use anyhow::Context;
 use chrono::DateTime;
 use clap::Parser;
 use dora_bench::latency::{ask, requests, service_names, summary, PATHS};
-use dora_bench::{percentiles, Rng, END};
+use dora_bench::{load_average, percentiles, Rng, END};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
         args.events,
         args.rounds,
         args.samples,
-        load()
+        load_average()
     );
     // One warm-up request of each figure per API: the first ones read cold pages.
     for (_, url) in &apis {
@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
                 times[figure][which].extend(took);
             }
         }
-        println!("  round {} done; load {}", round + 1, load());
+        println!("  round {} done; load {}", round + 1, load_average());
     }
 
     println!();
@@ -104,14 +104,4 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The load average, for the record.
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split(' ')
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -260,11 +260,12 @@ fn rates(run: &Run) -> String {
     )
 }
 
-/// `/proc/loadavg`'s first three fields.
+/// The load average, as this benchmark prints it.
 fn load_average() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let fields: Vec<&str> = load.split_whitespace().take(3).collect();
-    format!("load average {}", fields.join(", "))
+    format!(
+        "load average {}",
+        dora_bench::load_average().replace(' ', ", ")
+    )
 }
 
 /// One run on a fresh database and stream, with fresh dora processes.

@@ -87,12 +87,7 @@ async fn main() -> anyhow::Result<()> {
         services,
         args.seed,
         std::thread::available_parallelism().map_or(0, usize::from),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split(' ')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        dora_bench::load_average()
     );
 
     // 1. Live appends on an empty store.
