@@ -9,7 +9,7 @@ use dora_event::tokens::Tokens;
 
 use crate::alerts::AlertSettings;
 
-/// dora-api: the four DORA metrics, computed from the event log on every request.
+/// dora-api: the DORA metrics, computed from the event log on every request.
 #[derive(Clone, Parser)]
 #[command(name = "dora-api", version)]
 pub struct Config {

@@ -155,8 +155,8 @@ pub struct Card {
     pub unit: String,
     /// What the value is made of.
     pub detail: String,
-    /// The current level.
-    pub level: Badge,
+    /// The current level; `None` for a metric without levels (rework rate).
+    pub level: Option<Badge>,
     /// The prior window's value with its unit, or `no data`.
     pub prior: String,
     /// What the prior value is made of.
@@ -189,7 +189,7 @@ pub struct ServiceRow {
     pub url: String,
     /// Deploy attempts in the window.
     pub attempts: i64,
-    /// Its four metrics, in card order.
+    /// Its metrics, in card order.
     pub cells: Vec<Cell>,
 }
 
@@ -198,8 +198,8 @@ pub struct ServiceRow {
 pub struct Cell {
     /// The value with its unit, or `no data`.
     pub value: String,
-    /// Its level.
-    pub level: Badge,
+    /// Its level, for a metric with levels.
+    pub level: Option<Badge>,
 }
 
 /// A failed deploy attempt.
@@ -248,20 +248,22 @@ pub struct Form {
     pub as_of: Option<String>,
 }
 
-/// The four metrics, in card order.
+/// The metrics, in card order: the four keys, then the rework rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Metric {
     DeploymentFrequency,
     LeadTime,
     ChangeFailureRate,
     TimeToRestore,
+    ReworkRate,
 }
 
-const METRICS: [Metric; 4] = [
+const METRICS: [Metric; 5] = [
     Metric::DeploymentFrequency,
     Metric::LeadTime,
     Metric::ChangeFailureRate,
     Metric::TimeToRestore,
+    Metric::ReworkRate,
 ];
 
 /// A display unit: its name and the factor from the metric's base unit.
@@ -282,6 +284,7 @@ impl Metric {
             Metric::LeadTime => "Lead time for changes",
             Metric::ChangeFailureRate => "Change failure rate",
             Metric::TimeToRestore => "Time to restore",
+            Metric::ReworkRate => "Rework rate",
         }
     }
 
@@ -296,16 +299,20 @@ impl Metric {
             Metric::LeadTime => r.lead_time.median_seconds,
             Metric::ChangeFailureRate => r.change_failure_rate.rate,
             Metric::TimeToRestore => r.time_to_restore.median_seconds,
+            Metric::ReworkRate => r.rework_rate.rate,
         }
     }
 
-    fn level(self, r: &Report) -> Option<Level> {
-        match self {
+    /// The level's badge, `None` for a metric DORA publishes no levels for.
+    fn badge(self, r: &Report) -> Option<Badge> {
+        let level = match self {
             Metric::DeploymentFrequency => r.deployment_frequency.level,
             Metric::LeadTime => r.lead_time.level,
             Metric::ChangeFailureRate => r.change_failure_rate.level,
             Metric::TimeToRestore => r.time_to_restore.level,
-        }
+            Metric::ReworkRate => return None,
+        };
+        Some(badge(level))
     }
 
     /// The unit that reads best for values up to `max` (base unit).
@@ -319,7 +326,7 @@ impl Metric {
         match self {
             Metric::DeploymentFrequency if max >= 1.0 => unit("per day", "per day", 1.0, "per day"),
             Metric::DeploymentFrequency => unit("per week", "per week", 7.0, "per week"),
-            Metric::ChangeFailureRate => unit("%", "%", 100.0, "points"),
+            Metric::ChangeFailureRate | Metric::ReworkRate => unit("%", "%", 100.0, "points"),
             Metric::LeadTime | Metric::TimeToRestore => {
                 if max < 3600.0 {
                     unit("minutes", "minute", 1.0 / 60.0, "minutes")
@@ -363,6 +370,12 @@ impl Metric {
                 "{} restored · {} open",
                 count(r.time_to_restore.samples, "incident", "incidents"),
                 r.time_to_restore.open_incidents
+            ),
+            Metric::ReworkRate if r.rework_rate.attempts == 0 => "no deploy attempts".to_owned(),
+            Metric::ReworkRate => format!(
+                "{} of {} during an incident",
+                r.rework_rate.rework,
+                count(r.rework_rate.attempts, "attempt", "attempts")
             ),
         }
     }
@@ -529,7 +542,7 @@ impl Dashboard {
                             value: m
                                 .value(r)
                                 .map_or_else(|| "no data".to_owned(), |v| with_unit(v, m.unit(v))),
-                            level: badge(m.level(r)),
+                            level: m.badge(r),
                         })
                         .collect(),
                 }
@@ -687,7 +700,7 @@ fn card(metric: Metric, current: &Report, prior: Option<&Report>, trend: &[Repor
             unit.after(&number(v * unit.factor)).to_owned()
         }),
         detail: metric.detail(current),
-        level: badge(metric.level(current)),
+        level: metric.badge(current),
         prior: prior_value.map_or_else(|| "no data".to_owned(), |v| with_unit(v, metric.unit(v))),
         prior_detail: prior.map_or_else(String::new, |p| metric.detail(p)),
         direction,
@@ -883,6 +896,100 @@ mod tests {
         );
     }
 
+    /// The rework card: a share of the attempts like the failure rate, but no level
+    /// (DORA publishes none), on the card and in the by-service table.
+    #[test]
+    fn the_rework_card_has_a_rate_and_no_level() {
+        let query = week(None);
+        let report = |offset: u32, rework: i64, attempts: i64| {
+            let window = MetricsQuery {
+                offset,
+                ..query.clone()
+            }
+            .window();
+            let counts = Counts {
+                deploys: attempts,
+                attempts,
+                rework,
+                ..Counts::default()
+            };
+            Report::assemble(window, None, "prod".to_owned(), counts)
+        };
+        let mut trend = quiet(&query).trend;
+        let last = trend.len() - 1;
+        trend[last - 1] = report(7, 1, 4);
+        trend[last] = report(0, 2, 6);
+        let by_service = vec![Report {
+            service: Some("api".to_owned()),
+            ..report(0, 2, 6)
+        }];
+        let inputs = Inputs {
+            trend,
+            by_service,
+            ..quiet(&query)
+        };
+        let page = Dashboard::build(&query, false, inputs);
+        let card = page.cards.last().unwrap();
+        assert_eq!(card.name, "Rework rate");
+        assert_eq!((card.value.as_str(), card.unit.as_str()), ("33.3", "%"));
+        assert_eq!(card.detail, "2 of 6 attempts during an incident");
+        assert_eq!(card.prior, "25%");
+        assert_eq!((card.direction, card.symbol), ("worse", "▲"));
+        assert_eq!(card.change, "+8.3 points");
+        assert_eq!(card.level, None);
+        assert!(page.cards[..4].iter().all(|c| c.level.is_some()));
+        let cells = &page.services[0].cells;
+        assert_eq!(cells.len(), 5);
+        assert_eq!(cells[4].value, "33.3%");
+        assert_eq!(cells[4].level, None);
+        assert!(cells[..4].iter().all(|c| c.level.is_some()));
+        let html = page.render().unwrap();
+        assert!(html.contains("<h2>Rework rate </h2>"), "{html}");
+    }
+
+    /// What a card says its value is made of, with and without anything to make it of.
+    #[test]
+    fn details_of_a_window() {
+        let query = week(None);
+        let nothing = quiet(&query).trend.pop().unwrap();
+        let something = Report::assemble(
+            query.window(),
+            None,
+            "prod".to_owned(),
+            Counts {
+                deploys: 3,
+                lead_samples: 2,
+                failed: 1,
+                attempts: 4,
+                rework: 1,
+                restore_samples: 1,
+                open_incidents: 2,
+                ..Counts::default()
+            },
+        );
+        let details = |r: &Report| -> Vec<String> { METRICS.iter().map(|m| m.detail(r)).collect() };
+        assert_eq!(
+            details(&nothing),
+            [
+                "0 successful deploys in 7 days",
+                "no successful deploy with a commit time",
+                "no deploy attempts",
+                "0 incidents restored · 0 open",
+                "no deploy attempts",
+            ]
+        );
+        assert_eq!(
+            details(&something),
+            [
+                "3 successful deploys in 7 days",
+                "median of 2 deploys",
+                "1 of 4 attempts failed",
+                "1 incident restored · 2 open",
+                "1 of 4 attempts during an incident",
+            ]
+        );
+    }
+
     #[test]
     fn directions_follow_each_metrics_polarity() {
         use Metric::*;
@@ -894,7 +1001,7 @@ mod tests {
             direction(DeploymentFrequency, Some(1.0), Some(2.0)),
             ("worse", "▼")
         );
-        for m in [LeadTime, ChangeFailureRate, TimeToRestore] {
+        for m in [LeadTime, ChangeFailureRate, TimeToRestore, ReworkRate] {
             assert_eq!(direction(m, Some(2.0), Some(1.0)), ("worse", "▲"));
             assert_eq!(direction(m, Some(1.0), Some(2.0)), ("better", "▼"));
             assert_eq!(direction(m, Some(1.0), Some(1.0)), ("no change", "="));
@@ -909,11 +1016,18 @@ mod tests {
         assert_eq!(with_unit(3600.0, lead_unit(3600.0)), "1 hour");
         assert_eq!(with_unit(1800.0, lead_unit(1800.0)), "30 minutes");
         assert_eq!(with_unit(3.0 * 86400.0, lead_unit(3.0 * 86400.0)), "3 days");
+        assert_eq!(
+            with_unit(47.0 * 3600.0, lead_unit(47.0 * 3600.0)),
+            "47 hours"
+        );
+        assert_eq!(with_unit(48.0 * 3600.0, lead_unit(48.0 * 3600.0)), "2 days");
         let df = Metric::DeploymentFrequency;
         assert_eq!(with_unit(0.286, df.unit(0.286)), "2 per week");
         assert_eq!(with_unit(2.5, df.unit(2.5)), "2.5 per day");
         let cfr = Metric::ChangeFailureRate;
         assert_eq!(with_unit(0.1667, cfr.unit(0.1667)), "16.7%");
+        let rework = Metric::ReworkRate;
+        assert_eq!(with_unit(0.3333, rework.unit(0.3333)), "33.3%");
         assert_eq!(span(TimeDelta::minutes(90)), "1 h 30 min");
         assert_eq!(span(TimeDelta::hours(50)), "2 days 2 h");
         assert_eq!(span(TimeDelta::seconds(20)), "under a minute");

@@ -1,5 +1,6 @@
-//! The four DORA metrics over one window (CONTRACT.md section 5), computed with SQL at
-//! query time (the medians selected here from the values SQL collects: [`median`]).
+//! The DORA metrics over one window (CONTRACT.md section 5): the four keys and the
+//! rework rate, computed with SQL at query time (the medians selected here from the
+//! values SQL collects: [`median`]).
 //!
 //! They read the per-attempt and per-incident facts the projector derives from the log
 //! in the transaction that appends each event (`deploy_facts`, `incident_facts`), so a
@@ -83,6 +84,8 @@ pub struct Report {
     pub change_failure_rate: ChangeFailureRate,
     /// Incident open-to-close time.
     pub time_to_restore: TimeToRestore,
+    /// Share of deploy attempts made while an incident of their service ran.
+    pub rework_rate: ReworkRate,
     /// The level table the metrics' `level`s come from (`"dora-2023"`).
     pub levels: &'static str,
 }
@@ -135,6 +138,19 @@ pub struct TimeToRestore {
     pub level: Option<Level>,
 }
 
+/// Rework rate (DORA 2024's deployment rework rate). No level: DORA publishes no
+/// clusters for it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ReworkRate {
+    /// Attempts in the window that started while an incident of their service and
+    /// environment ran (opened at or before the attempt, not closed by it).
+    pub rework: i64,
+    /// All deploy attempts in the window (as for the change failure rate).
+    pub attempts: i64,
+    /// `rework / attempts`, to 4 decimals; `null` without attempts.
+    pub rate: Option<f64>,
+}
+
 /// Makes a transaction's queries see one state of the log, read-only; the first
 /// statement of every transaction that answers a question.
 pub(crate) const ONE_STATE: &str = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
@@ -166,6 +182,7 @@ pub(crate) struct Counts {
     pub lead_samples: i64,
     pub failed: i64,
     pub attempts: i64,
+    pub rework: i64,
     pub restore_median: Option<f64>,
     pub restore_samples: i64,
     pub open_incidents: i64,
@@ -197,7 +214,7 @@ impl Report {
             change_failure_rate: ChangeFailureRate {
                 failed: c.failed,
                 attempts: c.attempts,
-                rate: (c.attempts > 0).then(|| round(c.failed as f64 / c.attempts as f64, 4)),
+                rate: share(c.failed, c.attempts),
                 level: table.change_failure_rate(c.failed, c.attempts),
             },
             time_to_restore: TimeToRestore {
@@ -206,9 +223,19 @@ impl Report {
                 open_incidents: c.open_incidents,
                 level: table.time_to_restore(c.restore_median),
             },
+            rework_rate: ReworkRate {
+                rework: c.rework,
+                attempts: c.attempts,
+                rate: share(c.rework, c.attempts),
+            },
             levels: table.name,
         }
     }
+}
+
+/// `part / whole` rounded to 4 decimals, `null` when `whole` is 0: the rates' shape.
+fn share(part: i64, whole: i64) -> Option<f64> {
+    (whole > 0).then(|| round(part as f64 / whole as f64, 4))
 }
 
 fn round(x: f64, decimals: i32) -> f64 {
@@ -234,9 +261,56 @@ mod tests {
         assert_eq!(w.start.to_rfc3339(), "2026-03-02T00:00:00+00:00");
     }
 
+    /// The rework rate's shape (CONTRACT.md section 5): of the change failure rate's
+    /// attempts, to 4 decimals, `null` without attempts, and no level.
+    #[test]
+    fn the_rework_rate_is_a_share_of_the_attempts() {
+        let window = MetricsQuery {
+            days: 7,
+            offset: 0,
+            as_of: "2026-03-16T00:00:00Z".parse().unwrap(),
+            service: None,
+            environment: "prod".into(),
+        }
+        .window();
+        let report = |rework, attempts, failed| {
+            let counts = Counts {
+                deploys: attempts - failed,
+                rework,
+                attempts,
+                failed,
+                ..Counts::default()
+            };
+            Report::assemble(window, None, "prod".into(), counts)
+        };
+        let r = report(2, 6, 1);
+        assert_eq!(
+            r.rework_rate,
+            ReworkRate {
+                rework: 2,
+                attempts: 6,
+                rate: Some(0.3333)
+            }
+        );
+        assert_eq!(r.change_failure_rate.attempts, 6);
+        assert_eq!(r.change_failure_rate.rate, Some(0.1667));
+        assert_eq!(r.deployment_frequency.per_day, 0.714, "5 deploys in 7 days");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json["rework_rate"],
+            serde_json::json!({"rework": 2, "attempts": 6, "rate": 0.3333})
+        );
+        assert_eq!(report(0, 0, 0).rework_rate.rate, None);
+        assert_eq!(report(0, 4, 0).rework_rate.rate, Some(0.0));
+        assert_eq!(report(4, 4, 0).rework_rate.rate, Some(1.0));
+    }
+
     #[test]
     fn rounding() {
         assert_eq!(round(5.0 / 7.0, 3), 0.714);
         assert_eq!(round(1.0 / 6.0, 4), 0.1667);
+        assert_eq!(share(2, 6), Some(0.3333));
+        assert_eq!(share(0, 6), Some(0.0));
+        assert_eq!(share(0, 0), None);
     }
 }

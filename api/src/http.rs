@@ -66,7 +66,7 @@ async fn root() -> Redirect {
     Redirect::to("/dashboard")
 }
 
-/// The four metrics over one window (CONTRACT.md section 5).
+/// The DORA metrics over one window (CONTRACT.md section 5).
 #[utoipa::path(get, path = "/dora", tag = "metrics", params(params::WindowQuery), responses(
     (status = 200, description = "The report", body = Report),
     (status = 400, description = "A bad, unknown or repeated parameter, named in `param`", body = ErrorBody),

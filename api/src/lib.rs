@@ -1,4 +1,5 @@
-//! dora-api: computes the four DORA metrics from the event log, on every request.
+//! dora-api: computes the DORA metrics (the four keys and the rework rate) from the event
+//! log, on every request.
 //!
 //! # Layout
 //!

@@ -3,12 +3,12 @@
 //! - `dora_api_http_requests_total{method,route,status}` and
 //!   `dora_api_http_request_duration_seconds{method,route}`: by matched route
 //!   (`/dora`), never the raw URI.
-//! - The four DORA metrics over the last [`GAUGE_DAYS`] days, per `environment` and
+//! - The DORA metrics over the last [`GAUGE_DAYS`] days, per `environment` and
 //!   `service`, as gauges, so a team that lives in Prometheus can graph and alert on
 //!   them: `dora_deployment_frequency_per_day`, `dora_deploys`,
 //!   `dora_lead_time_median_seconds`, `dora_change_failure_rate`,
 //!   `dora_deploy_attempts`, `dora_deploys_failed`,
-//!   `dora_time_to_restore_median_seconds`, `dora_open_incidents`. The series with an
+//!   `dora_time_to_restore_median_seconds`, `dora_open_incidents`, `dora_rework_rate`. The series with an
 //!   empty `service` (no `service` label, as Prometheus stores it) is all services
 //!   together. A median or rate without samples is absent, never `0`, as `null` is on
 //!   `/dora`. They are computed when scraped, from one grouped pass per environment,
@@ -99,6 +99,7 @@ struct DoraGauges {
     failed: CountGauge,
     restore: FloatGauge,
     open_incidents: CountGauge,
+    rework_rate: FloatGauge,
 }
 
 impl DoraGauges {
@@ -144,6 +145,13 @@ impl DoraGauges {
             "Incidents open now",
             self.open_incidents.clone(),
         );
+        registry.register(
+            "dora_rework_rate",
+            format!(
+                "Share of the last {days} days' deploy attempts made while an incident of their service ran (0-1)"
+            ),
+            self.rework_rate.clone(),
+        );
     }
 
     fn clear(&self) {
@@ -152,6 +160,7 @@ impl DoraGauges {
             &self.lead_time,
             &self.failure_rate,
             &self.restore,
+            &self.rework_rate,
         ] {
             family.clear();
         }
@@ -186,6 +195,7 @@ impl DoraGauges {
         count(&self.failed, report.change_failure_rate.failed);
         float(&self.restore, report.time_to_restore.median_seconds);
         count(&self.open_incidents, report.time_to_restore.open_incidents);
+        float(&self.rework_rate, report.rework_rate.rate);
     }
 }
 

@@ -13,7 +13,8 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "dora-api",
-        description = "The four DORA metrics, computed from the event log on every request \
+        description = "The DORA metrics (the four keys and the rework rate), computed from \
+                       the event log on every request \
                        (CONTRACT.md sections 5 and 6)."
     ),
     paths(crate::metrics::serve),

@@ -9,7 +9,12 @@
 //!   every process per phase ([`procs`]).
 //! - `shapes`: the live path's rate on histories full of ties, re-triggers and late
 //!   events, each against the demo mix measured in the same run.
+//! - `scale`: dora at 1M-10M events against the machine's raw limits, one table
+//!   (`deploy/bench.sh`).
+//! - `latency`: the latency figures of `scale` ([`latency`]) on running dora-api
+//!   processes, interleaved, so two builds are compared on one kept store.
 
+pub mod latency;
 pub mod procs;
 pub mod raw;
 

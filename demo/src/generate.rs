@@ -73,6 +73,9 @@ pub struct ServiceSummary {
     pub open_incidents: usize,
     /// Deploys to staging.
     pub staging_deploys: usize,
+    /// Fixes deployed to production while an incident of the service ran (of
+    /// `prod_attempts`).
+    pub fix_deploys: usize,
 }
 
 /// A generated history, events in time order.
@@ -221,8 +224,19 @@ impl ServiceHistory<'_> {
             }
         } else if self.rng.chance(b.incident) {
             let opened = at + minutes(self.rng.between(10.0, 240.0));
-            let restore = minutes(self.rng.log_normal(b.restore_minutes, 0.6).max(3.0));
-            self.incident(&sha, opened, opened + restore);
+            let restore_minutes = self.rng.log_normal(b.restore_minutes, 0.6).max(3.0);
+            self.incident(&sha, opened, opened + minutes(restore_minutes));
+            // Only a profile that fixes forward draws for it, so every other profile's
+            // history stays what it was before the rework rate.
+            if b.fix_forward > 0.0 && self.rng.chance(b.fix_forward) {
+                let fixed = opened + minutes(restore_minutes * self.rng.between(0.2, 0.8));
+                let committed = fixed - minutes(self.rng.between(10.0, 60.0));
+                if fixed < self.end {
+                    let fix = self.rng.sha();
+                    self.push_deploy("prod", &fix, committed, fixed, true);
+                    self.summary.fix_deploys += 1;
+                }
+            }
         }
     }
 
@@ -365,6 +379,43 @@ mod tests {
                 .find(|o| o.kind == Kind::IncidentOpened && o.ref_id == close.ref_id)
                 .unwrap();
             assert!(open.occurred_at < close.occurred_at);
+        }
+    }
+
+    /// The regressing service fixes its last week's incidents forward: each fix is a
+    /// deploy while one of its incidents runs (rework). No other profile does, and none
+    /// draws for it, so their histories are what they were before.
+    #[test]
+    fn fixes_forward_are_deployed_while_an_incident_runs() {
+        let h = generate(42, 30, end(), &demo_services(4));
+        let week = h.end - TimeDelta::days(7);
+        let during_an_incident = |service: &str| {
+            let of = |kind| {
+                h.events
+                    .iter()
+                    .filter(move |e| e.service == service && e.kind == kind)
+            };
+            let incidents: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> = of(Kind::IncidentOpened)
+                .map(|o| {
+                    let close = of(Kind::IncidentClosed).find(|c| c.ref_id == o.ref_id);
+                    (o.occurred_at, close.map(|c| c.occurred_at))
+                })
+                .collect();
+            of(Kind::Deploy)
+                .filter(|d| d.environment == "prod" && d.occurred_at >= week)
+                .filter(|d| {
+                    incidents
+                        .iter()
+                        .any(|(o, c)| *o <= d.occurred_at && c.is_none_or(|c| c > d.occurred_at))
+                })
+                .count()
+        };
+        let search = &h.services[2];
+        assert_eq!(search.service, "search");
+        assert!(search.fix_deploys >= 2, "{search:?}");
+        assert!(during_an_incident("search") >= search.fix_deploys);
+        for s in h.services.iter().filter(|s| s.service != "search") {
+            assert_eq!(s.fix_deploys, 0, "{s:?}");
         }
     }
 

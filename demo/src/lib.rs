@@ -38,9 +38,9 @@ pub fn describe(history: &History) -> String {
     );
     for s in &history.services {
         out.push_str(&format!(
-            "  {:<14} {:<10} {:>4} prod attempts ({} failed), {} rollbacks, {} incidents ({} open), {} staging deploys\n",
+            "  {:<14} {:<10} {:>4} prod attempts ({} failed), {} rollbacks, {} incidents ({} open, {} fixed forward), {} staging deploys\n",
             s.service, s.label, s.prod_attempts, s.failed_attempts, s.rollbacks,
-            s.incidents, s.open_incidents, s.staging_deploys
+            s.incidents, s.open_incidents, s.fix_deploys, s.staging_deploys
         ));
     }
     out

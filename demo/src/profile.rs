@@ -18,6 +18,9 @@ pub struct Behaviour {
     pub incident: f64,
     /// Median minutes from an incident's open to its close.
     pub restore_minutes: f64,
+    /// Chance that an incident is fixed forward: a fix deployed while it runs (rework,
+    /// in DORA 2024's terms), before it closes.
+    pub fix_forward: f64,
     /// Chance that a deploy went to staging first.
     pub staging: f64,
 }
@@ -58,6 +61,7 @@ pub fn elite(service: &str) -> Profile {
             rollback: 0.01,
             incident: 0.01,
             restore_minutes: 35.0,
+            fix_forward: 0.0,
             staging: 0.3,
         },
         last_week: None,
@@ -78,15 +82,16 @@ pub fn struggling(service: &str) -> Profile {
             rollback: 0.12,
             incident: 0.12,
             restore_minutes: 2.0 * 24.0 * 60.0,
+            fix_forward: 0.0,
             staging: 0.0,
         },
         last_week: None,
     }
 }
 
-/// Healthy for most of the history; in the last week two deploys in three fail and its
-/// changes wait ten times longer, which the week-over-week comparison and the alerts
-/// should show.
+/// Healthy for most of the history; in the last week two deploys in three fail, its
+/// changes wait ten times longer and its incidents are fixed forward, which the
+/// week-over-week comparison and the alerts should show.
 pub fn regressing(service: &str) -> Profile {
     let normal = Behaviour {
         deploys_per_day: 3.0,
@@ -96,6 +101,7 @@ pub fn regressing(service: &str) -> Profile {
         rollback: 0.01,
         incident: 0.01,
         restore_minutes: 60.0,
+        fix_forward: 0.0,
         staging: 0.2,
     };
     Profile {
@@ -107,8 +113,10 @@ pub fn regressing(service: &str) -> Profile {
             lead_hours: 50.0,
             failed_attempt: 0.4,
             rollback: 0.3,
-            incident: 0.2,
+            incident: 0.5,
             restore_minutes: 6.0 * 60.0,
+            // Every incident gets a fix deployed while it runs: rework the dashboard shows.
+            fix_forward: 1.0,
             ..normal.clone()
         }),
         normal,
@@ -130,6 +138,7 @@ pub fn ordinary(service: &str, variant: usize) -> Profile {
             rollback: 0.04,
             incident: 0.03 + 0.01 * shift,
             restore_minutes: 150.0 + 60.0 * shift,
+            fix_forward: 0.0,
             staging: 0.2,
         },
         last_week: None,

@@ -1,7 +1,8 @@
 //! The contract's metric definitions (CONTRACT.md section 5) as naive SQL over the raw
 //! log: the oracle the tests compare dora's answers with, and the baseline the metrics
 //! benchmark measures (with the index `NAIVE_INDEX` it needs to finish in time). Parameters: `$1` environment, `$2` start, `$3` end, then
-//! `NAIVE_DEPLOYS`: `$4` as_of, `$5` service; `NAIVE_INCIDENTS`: `$4` service.
+//! `NAIVE_DEPLOYS`: `$4` as_of, `$5` service; `NAIVE_INCIDENTS` and `NAIVE_REWORK`: `$4`
+//! service.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -33,14 +34,17 @@ SELECT count(*) FILTER (WHERE succeeded),
 FROM attempts
 "#;
 
-/// Time to restore and open incidents, pairing at query time. Each ref_id's events are
-/// walked in order (time, then opens before closes, then stream): an open with no
+/// The incidents of the log, paired at query time, as the CTE `incidents` (`ref_id`,
+/// `opened`, `closed`, `service`, `environment`) that the queries below select from.
+/// Each ref_id's events are walked in order (time, then opens before closes, then stream): an open with no
 /// incident running starts one, the first close at or after its start ends it, and opens
 /// in between (up to the close's instant) re-trigger it. A close with nothing running is
 /// ignored. Opens go before closes of the same instant because "at or after" is by time:
 /// a close earlier in the stream than an open at its instant still ends that open's
 /// incident (0 s), and an open at a close's instant re-triggers the incident it ends.
-pub const NAIVE_INCIDENTS: &str = r#"
+macro_rules! incidents {
+    () => {
+        r#"
 WITH RECURSIVE ordered AS (
     SELECT ref_id, kind, occurred_at, service, environment,
            row_number() OVER (PARTITION BY ref_id
@@ -84,13 +88,39 @@ incidents AS (
     WHERE started IS NOT NULL
     GROUP BY ref_id, started
 )
+"#
+    };
+}
+
+/// Time to restore and open incidents, pairing at query time (`incidents!`).
+pub const NAIVE_INCIDENTS: &str = concat!(
+    incidents!(),
+    r#"
 SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM closed - opened)::float8)
            FILTER (WHERE closed >= $2 AND closed < $3),
        count(*) FILTER (WHERE closed >= $2 AND closed < $3),
        count(*) FILTER (WHERE opened < $3 AND (closed IS NULL OR closed >= $3))
 FROM incidents
 WHERE environment = $1 AND ($4::text IS NULL OR service = $4)
-"#;
+"#
+);
+
+/// Rework: the attempts of the window (as in `NAIVE_DEPLOYS`) that an incident of
+/// their service and environment, paired as in `NAIVE_INCIDENTS`, was running at:
+/// opened at or before the attempt, closed after it or not at all. Parameters as
+/// `NAIVE_INCIDENTS`'.
+pub const NAIVE_REWORK: &str = concat!(
+    incidents!(),
+    r#"
+SELECT count(*)
+FROM events d
+WHERE d.kind = 'deploy' AND d.environment = $1 AND ($4::text IS NULL OR d.service = $4)
+  AND d.occurred_at >= $2 AND d.occurred_at < $3
+  AND EXISTS (SELECT 1 FROM incidents i
+              WHERE i.service = d.service AND i.environment = d.environment
+                AND i.opened <= d.occurred_at AND (i.closed IS NULL OR i.closed > d.occurred_at))
+"#
+);
 
 /// The index the naive attribution needs: the latest deploy of a service/env/sha.
 pub const NAIVE_INDEX: &str =
@@ -155,6 +185,8 @@ pub struct Numbers {
     pub failures: (i64, i64),
     /// Median time to restore in seconds, its samples, and the incidents open at the end.
     pub restore: (Option<f64>, i64, i64),
+    /// Attempts made while an incident of their service ran (of `failures.1`).
+    pub rework: i64,
 }
 
 fn text(v: &Value, field: &str) -> Option<String> {
@@ -262,11 +294,25 @@ impl Oracle {
             .iter()
             .filter(|i| i.opened < end && i.closed.is_none_or(|c| c >= end))
             .count();
+        // Running at the attempt: opened at or before it, not closed at or before it.
+        // No `as_of` here: an attempt is before the window's end, so before `as_of`,
+        // and a close after `as_of` is after the attempt either way.
+        let rework = attempts
+            .iter()
+            .filter(|a| {
+                incidents.iter().any(|i| {
+                    i.service == a.service
+                        && i.opened <= a.occurred_at
+                        && i.closed.is_none_or(|c| c > a.occurred_at)
+                })
+            })
+            .count();
         Numbers {
             deploys: attempts.iter().filter(|a| a.succeeded).count() as i64,
             lead: (median(lead.clone()), lead.len() as i64),
             failures: (failed as i64, attempts.len() as i64),
             restore: (median(restored.clone()), restored.len() as i64, open as i64),
+            rework: rework as i64,
         }
     }
 

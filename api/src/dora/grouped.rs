@@ -6,8 +6,9 @@
 //! facts' window index and the rows are grouped by window as they are read. (Bucketing the whole
 //! span with `width_bucket` and `GROUP BY` was tried first: on the 1M-event benchmark it
 //! sorted every row of the span before aggregating, and took about 4x as long.) Open
-//! incidents are read once and joined to the windows' ends. The medians are selected
-//! from the values each group sends ([`median`]).
+//! incidents are read once and joined to the windows' ends. The rework family joins the
+//! windows' bounds the same way, to the incidents running in each ([`REWORK`]). The
+//! medians are selected from the values each group sends ([`median`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -57,6 +58,55 @@ CROSS JOIN LATERAL (
     WHERE environment = $1
       AND ($4::text IS NULL OR service = $4)
       AND closed_at >= w.start_at AND closed_at < w.end_at
+    {group}
+) r
+"#;
+
+/// Rework per range (`$2` starts, `$3` ends, `$5` the ranges' windows; per service as
+/// [`grouping`] makes it): the attempts that started while an incident of their
+/// service ran, an incident running over `[opened_at, closed_at)` (open at its open's
+/// instant, over at its close's). Driven by the incidents, which are few beside the
+/// attempts: each incident's running time within the range, less what an incident of
+/// its service that starts no later already covers, is one count of that service's
+/// attempts in an index range, so no attempt is counted twice. The incidents running in
+/// a range are those opened in it and those running at its start (a stab into their
+/// GiST index, migration 0009).
+const REWORK: &str = r#"
+SELECT w.k AS bucket, r.*
+FROM unnest($2::timestamptz[], $3::timestamptz[], $5::int4[]) AS w(start_at, end_at, k)
+CROSS JOIN LATERAL (
+    SELECT
+        {service}                                                     AS service,
+        coalesce(sum(n), 0)::int8                                     AS rework
+    FROM (
+        -- `until` is the range's end while an incident is not closed (least skips NULL);
+        -- the running maximum of the earlier ones' ends is what they already cover.
+        SELECT service, until,
+               greatest(from_at, max(until) OVER (
+                   PARTITION BY service ORDER BY from_at, until
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))    AS from_at
+        FROM (
+            SELECT service, opened_at AS from_at, least(closed_at, w.end_at) AS until
+            FROM incident_facts
+            WHERE environment = $1
+              AND ($4::text IS NULL OR service = $4)
+              AND opened_at >= w.start_at AND opened_at < w.end_at
+          UNION ALL
+            SELECT service, w.start_at, least(closed_at, w.end_at)
+            FROM incident_facts
+            WHERE environment = $1
+              AND ($4::text IS NULL OR service = $4)
+              AND tstzrange(opened_at, closed_at, '(]') @> w.start_at
+        ) running
+    ) fresh
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n
+        FROM deploy_facts d
+        WHERE d.environment = $1
+          AND d.service = fresh.service
+          AND d.occurred_at >= fresh.from_at AND d.occurred_at < fresh.until
+    ) a
+    WHERE fresh.from_at < fresh.until
     {group}
 ) r
 "#;
@@ -184,7 +234,7 @@ struct Filter<'a> {
 /// With it, one per window and service, for every service with a deploy attempt, an
 /// incident close or an open incident in that window (only `query.service` if set),
 /// ordered by window, then service. Each equals [`super::compute`] for its window and
-/// service. At most five queries, whatever `windows` is, in one repeatable-read
+/// service. At most seven queries, whatever `windows` is, in one repeatable-read
 /// snapshot (and one more per median of a group larger than [`median::IN_PROCESS_MAX`]).
 ///
 /// Unless it asks for one service, the scan is cut in two and read on two connections
@@ -402,7 +452,7 @@ async fn in_snapshot<'c>(
     Ok(tx)
 }
 
-/// The deploy and restore families over `cuts`, read as they come. With `whole` (no
+/// The deploy, restore and rework families over `cuts`, read as they come. With `whole` (no
 /// window is cut), each group's medians are taken as its row arrives, so one group's
 /// values are held at a time; otherwise they are kept for [`Scanned::merge`].
 async fn scan(
@@ -456,6 +506,25 @@ async fn scan(
             .restore_samples += r.samples;
         found.values(group, Median::Restore, r.restores, r.samples, whole);
     }
+    drop(rows);
+    let sql = grouping(REWORK, filter.by_service);
+    let mut rows = sqlx::query_as::<_, (i32, Option<String>, i64)>(&sql)
+        .bind(filter.env)
+        .bind(&starts)
+        .bind(&ends)
+        .bind(filter.service)
+        .bind(&buckets)
+        .fetch(&mut *tx);
+    while let Some((bucket, service, rework)) = rows.try_next().await? {
+        // A group with rework has attempts; an empty row makes no group of its own.
+        if rework > 0 {
+            found
+                .counts
+                .entry((window_of(bucket), service))
+                .or_default()
+                .rework += rework;
+        }
+    }
     Ok(found)
 }
 
@@ -493,6 +562,7 @@ impl Scanned {
             mine.lead_samples += c.lead_samples;
             mine.failed += c.failed;
             mine.attempts += c.attempts;
+            mine.rework += c.rework;
             mine.restore_samples += c.restore_samples;
             mine.lead_median = mine.lead_median.or(c.lead_median);
             mine.restore_median = mine.restore_median.or(c.restore_median);
@@ -517,6 +587,19 @@ mod tests {
     use dora_system_tests::TestEnv;
     use serde_json::json;
 
+    /// A transaction that plans as on a large store: a test's few hundred rows would
+    /// otherwise be read whole, by no index.
+    async fn as_on_a_large_store(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+        let mut tx = pool.begin().await.unwrap();
+        for off in ["enable_seqscan", "enable_bitmapscan"] {
+            sqlx::query(&format!("SET LOCAL {off} = off"))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        tx
+    }
+
     /// A window of `prod` is a range of the index keyed by time alone, any other
     /// environment's a range of the other window index (migration 0011): the planner
     /// sees the environment because dora-api plans with the parameters' values.
@@ -538,14 +621,7 @@ mod tests {
             ("prod", "deploy_facts_prod_window"),
             ("staging", "deploy_facts_other_window"),
         ] {
-            let mut tx = pool.begin().await.unwrap();
-            // As on a large store: 200 rows would otherwise be read whole.
-            for off in ["enable_seqscan", "enable_bitmapscan"] {
-                sqlx::query(&format!("SET LOCAL {off} = off"))
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
-            }
+            let mut tx = as_on_a_large_store(&pool).await;
             let sql = grouping(DEPLOY_METRICS, false);
             let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {sql}"))
                 .bind(environment)
@@ -562,6 +638,54 @@ mod tests {
             assert!(
                 plan.contains(&format!("Index Only Scan using {index} ")),
                 "{environment}:\n{plan}"
+            );
+            tx.rollback().await.unwrap();
+        }
+        pool.close().await;
+        env.cleanup().await;
+    }
+
+    /// One service's rework reads its own incidents of the window (migration 0014), not
+    /// every service's; all services read the opening-time index.
+    #[tokio::test]
+    async fn rework_reads_the_incidents_of_its_scope() {
+        let env = TestEnv::new().await;
+        let events: Vec<_> = (0..300)
+            .map(|i| {
+                let at = format!("2026-03-{:02}T{:02}:00:00Z", 1 + i % 28, i % 24);
+                let service = format!("s{}", i % 7);
+                match i % 3 {
+                    0 => {
+                        json!({"id": format!("o{i}"), "kind": "incident_opened", "service": service,
+                                "ref_id": format!("R{i}"), "occurred_at": at})
+                    }
+                    _ => json!({"id": format!("d{i}"), "kind": "deploy", "service": service,
+                                "git_sha": format!("{i:08x}"), "occurred_at": at}),
+                }
+            })
+            .collect();
+        env.seed(&events).await;
+        let pool = crate::connect(&env.database_url, 1).unwrap();
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        for (service, index) in [
+            (Some("s3"), "incident_facts_service_opened"),
+            (None, "incident_facts_opened"),
+        ] {
+            let mut tx = as_on_a_large_store(&pool).await;
+            let sql = grouping(REWORK, false);
+            let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {sql}"))
+                .bind("prod")
+                .bind(vec![at("2026-03-01T00:00:00Z"), at("2026-03-10T00:00:00Z")])
+                .bind(vec![at("2026-03-10T00:00:00Z"), at("2026-03-20T00:00:00Z")])
+                .bind(service)
+                .bind(vec![1i32, 1])
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+            let plan = plan.join("\n");
+            assert!(
+                plan.contains(&format!("Index Only Scan using {index} ")),
+                "{service:?}:\n{plan}"
             );
             tx.rollback().await.unwrap();
         }

@@ -30,10 +30,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use clap::Parser;
 use dora_bench::raw::{self, Message};
-use dora_bench::{drained, percentiles, production_projector_config, shuffle, Rng, END};
+use dora_bench::{drained, production_projector_config, shuffle, Rng, END};
 use dora_system_tests::{TestEnv, SOURCE_KEY};
 
 #[derive(Debug, Parser)]
@@ -82,17 +82,12 @@ async fn main() -> anyhow::Result<()> {
     let end: DateTime<Utc> = END.parse()?;
     let mut rows = Vec::new();
     println!(
-        "dora at scale: {} events of {} services, seed {}; {} cores, load {}",
+        "dora at scale: {} events of {} services, seed {}; {} cores, {}",
         args.events,
         services,
         args.seed,
         std::thread::available_parallelism().map_or(0, usize::from),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split(' ')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        dora_bench::load_average()
     );
 
     // 1. Live appends on an empty store.
@@ -179,41 +174,15 @@ async fn main() -> anyhow::Result<()> {
 
     // 6. Latency.
     let api = env.spawn_api().await;
-    let names: Vec<String> = dora_demo::profile::demo_services(services)
-        .into_iter()
-        .map(|p| p.service)
-        .collect();
+    let names = dora_bench::latency::service_names(services);
     let mut rng = Rng::new(args.seed ^ 0x5CA1E);
     let client = reqwest::Client::new();
-    for (path, target) in [
-        ("/dora?days=7", "p50 < 20 ms"),
-        ("/dora?days=7&service={service}", "p50 < 5 ms"),
-        ("/dora?days=90", "p50 < 100 ms"),
-        ("/dora?days=90&service={service}", "p50 < 5 ms"),
-        ("/dora/trend?days=7&windows=12", "p50 < 50 ms"),
-        ("/dashboard?days=7", "p50 < 200 ms"),
-    ] {
-        let mut times = Vec::with_capacity(args.samples);
-        for _ in 0..args.samples {
-            let as_of = end - TimeDelta::hours(rng.below(180 * 24) as i64);
-            let service = &names[rng.below(names.len() as u64) as usize];
-            let url = format!(
-                "{}{}&as_of={}",
-                api.url,
-                path.replace("{service}", service),
-                as_of.format("%Y-%m-%dT%H:%M:%SZ")
-            );
-            let started = Instant::now();
-            let response = client.get(&url).send().await?;
-            let status = response.status();
-            response.bytes().await?;
-            times.push(started.elapsed());
-            anyhow::ensure!(status.is_success(), "{url}: {status}");
-        }
-        let [p50, p95, p99, _] = percentiles(&mut times);
+    for (path, target) in dora_bench::latency::PATHS {
+        let requests = dora_bench::latency::requests(path, &names, args.samples, end, &mut rng);
+        let mut times = dora_bench::latency::ask(&client, &api.url, &requests).await?;
         rows.push(Row {
             figure: format!("`{path}`, ms p50 / p95 / p99"),
-            dora: format!("{p50:.1} / {p95:.1} / {p99:.1}"),
+            dora: dora_bench::latency::summary(&mut times),
             limit: String::new(),
             ratio: String::new(),
             target,

@@ -15,6 +15,9 @@ async fn get_dora_answers_the_contract_json() {
                "git_sha": "aaaa", "occurred_at": "2026-03-12T10:00:00Z"}),
         json!({"id": "c1", "kind": "incident_closed", "service": "api", "ref_id": "INC-1",
                "occurred_at": "2026-03-12T11:30:00Z"}),
+        // A fix attempted while INC-1 runs: rework.
+        json!({"id": "d3", "kind": "deploy", "service": "api", "git_sha": "cccc", "succeeded": false,
+               "occurred_at": "2026-03-12T11:00:00Z"}),
     ])
     .await;
     let api = env.spawn_api().await;
@@ -28,8 +31,9 @@ async fn get_dora_answers_the_contract_json() {
             "environment": "prod",
             "deployment_frequency": {"deploys": 1, "per_day": 0.143, "level": "high"},
             "lead_time": {"median_seconds": 7200.0, "samples": 1, "level": "elite"},
-            "change_failure_rate": {"failed": 2, "attempts": 2, "rate": 1.0, "level": "low"},
+            "change_failure_rate": {"failed": 3, "attempts": 3, "rate": 1.0, "level": "low"},
             "time_to_restore": {"median_seconds": 5400.0, "samples": 1, "open_incidents": 0, "level": "high"},
+            "rework_rate": {"rework": 1, "attempts": 3, "rate": 0.3333},
             "levels": "dora-2023"
         })
     );

@@ -45,7 +45,8 @@ fn incident(service: &str, ref_id: &str, opened: &str, closed: Option<&str>) -> 
 
 /// `api` got better on every metric this week, `web` worse on every one, and `batch`
 /// has no lead time or restore data in either week. Current window 03-09..03-16,
-/// prior 03-02..03-09.
+/// prior 03-02..03-09. Rework: api 1 of 4 attempts last week (during INC-Q), 1 of 7
+/// this week (during the incident still open); web none, then 1 of 4 (during INC-WC).
 fn review_fixture() -> Vec<Value> {
     let day = |d: i64| t("2026-03-09T10:00:00Z") + TimeDelta::days(d);
     let mut events = Vec::new();
@@ -73,13 +74,20 @@ fn review_fixture() -> Vec<Value> {
         "2026-03-03T00:00:00Z",
         Some("2026-03-04T00:00:00Z"),
     ));
+    // As long as INC-P, so the prior median stays 24 h; b002 is attempted during it.
+    events.extend(incident(
+        "api",
+        "INC-Q",
+        "2026-03-05T00:00:00Z",
+        Some("2026-03-06T00:00:00Z"),
+    ));
     events.extend(incident(
         "api",
         "INC-C",
         "2026-03-10T00:00:00Z",
         Some("2026-03-10T00:30:00Z"),
     ));
-    events.extend(incident("api", EVIL_REF, "2026-03-12T06:00:00Z", None));
+    events.extend(incident("api", EVIL_REF, "2026-03-15T06:00:00Z", None));
     // web, prior: 7 deploys of 1 h lead, a 30 min incident.
     for i in 0..7 {
         events.push(deploy("web", &format!("c{i:03x}"), day(i - 7), Some(1.0)));
@@ -232,6 +240,21 @@ async fn cards_show_current_prior_change_and_direction_by_polarity() {
         ],
     );
 
+    // No level: the badge is left out, not shown as "no level".
+    assert_card(
+        &better,
+        "Rework rate",
+        &[
+            "lower is better",
+            "14.3 %",
+            "1 of 7 attempts during an incident",
+            "▼ better",
+            "−10.7 points",
+            "Prior window: 25%",
+        ],
+    );
+    assert!(!card(&better, "Rework rate").contains("level"));
+
     let (status, worse) =
         get_html(&api.url, &format!("/dashboard?as_of={AS_OF}&service=web")).await;
     assert_eq!(status, 200);
@@ -265,6 +288,17 @@ async fn cards_show_current_prior_change_and_direction_by_polarity() {
             "▲ worse",
             "+23.5 hours",
             "Prior window: 30 minutes",
+        ],
+    );
+    assert_card(
+        &worse,
+        "Rework rate",
+        &[
+            "25 %",
+            "1 of 4 attempts",
+            "▲ worse",
+            "+25 points",
+            "Prior window: 0%",
         ],
     );
 
@@ -308,11 +342,16 @@ async fn cards_show_current_prior_change_and_direction_by_polarity() {
         &["1 per week", "= no change", "Prior window: 1 per week"],
     );
     assert_card(&quiet, "Change failure rate", &["0 %", "= no change"]);
+    assert_card(
+        &quiet,
+        "Rework rate",
+        &["0 %", "0 of 1 attempt during an incident", "= no change"],
+    );
 
     // Each chart has a point or a no-data mark for each of the 12 windows.
     for page in [&better, &worse, &quiet] {
         let charts: Vec<&str> = page.split("<svg class=\"chart\"").skip(1).collect();
-        assert_eq!(charts.len(), 4);
+        assert_eq!(charts.len(), 5);
         for chart in charts {
             let chart = chart.split("</svg>").next().unwrap();
             assert_eq!(
@@ -369,7 +408,7 @@ async fn the_page_lists_services_failures_and_open_incidents_escaped() {
     );
     // Open incidents, by ref_id, with how long they have been open at the window's end.
     assert!(page.contains("Open incidents (1)"), "{page}");
-    assert!(page.contains("api 12 Mar 2026 06:00 3 days 18 h"), "{page}");
+    assert!(page.contains("api 15 Mar 2026 06:00 18 h"), "{page}");
     // The form suggests every service with events as the reader types, and links to
     // the JSON behind the page.
     let datalist = &html[html.find("<datalist id=\"service-names\">").unwrap()..];
@@ -722,6 +761,7 @@ async fn a_real_browser_renders_the_page() {
         "Lead time for changes",
         "Change failure rate",
         "Time to restore",
+        "Rework rate",
         "Failed deploys (3)",
         "Open incidents (1)",
     ] {

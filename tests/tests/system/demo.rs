@@ -63,6 +63,14 @@ async fn the_demo_profiles_show_through_dora_and_a_second_run_adds_nothing() {
     );
     let lead = |r: &Value| r["lead_time"]["median_seconds"].as_f64().unwrap();
     assert!(lead(&this_week) > lead(&last_week));
+    // It fixes this week's incidents forward: deploys made while one runs, rework.
+    let search = &history.services[2];
+    assert_eq!(search.service, "search");
+    assert!(search.fix_deploys > 0, "{search:?}");
+    assert!(
+        this_week["rework_rate"]["rework"].as_u64().unwrap() > 0,
+        "{this_week}"
+    );
     // Enough attempts for the alert rules (DORA_ALERT_MIN_ATTEMPTS defaults to 3).
     assert!(
         this_week["change_failure_rate"]["attempts"]

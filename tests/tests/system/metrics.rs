@@ -1,4 +1,4 @@
-//! The four metrics against fixture logs in the real PostgreSQL, with exact numbers,
+//! The metrics against fixture logs in the real PostgreSQL, with exact numbers,
 //! and against a naive SQL transcription of the contract on random logs that arrive
 //! out of order.
 
@@ -6,7 +6,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use dora_api::dora::{
     compute, compute_grouped, compute_grouped_sending, median, MetricsQuery, Report,
 };
-use dora_system_tests::naive::{Facts, Numbers, Oracle, NAIVE_DEPLOYS, NAIVE_INCIDENTS};
+use dora_system_tests::naive::{
+    Facts, Numbers, Oracle, NAIVE_DEPLOYS, NAIVE_INCIDENTS, NAIVE_REWORK,
+};
 use dora_system_tests::{Rng, TestEnv};
 use serde_json::{json, Value};
 
@@ -449,6 +451,11 @@ async fn medians_of_odd_and_even_counts_and_empty_windows() {
         "null, never 0"
     );
     assert_eq!(body["change_failure_rate"]["rate"], Value::Null);
+    assert_eq!(
+        body["rework_rate"],
+        json!({"rework": 0, "attempts": 0, "rate": null}),
+        "no level: DORA has no clusters for it"
+    );
 
     env.seed(&[
         deploy_with_commit("l1", "2026-03-10T00:00:00Z", 1),
@@ -483,6 +490,7 @@ fn numbers(r: &Report) -> Numbers {
             r.time_to_restore.samples,
             r.time_to_restore.open_incidents,
         ),
+        rework: r.rework_rate.rework,
     }
 }
 
@@ -549,6 +557,7 @@ async fn tie_rules_and_incident_pairing_are_pinned() {
         lead: (None, 0),
         failures: (failed, attempts),
         restore,
+        rework: 0,
     };
     // Two attempts at one instant: the later in the stream is the latest, and a
     // rollback at that instant marks it. Later = the successful one: two failures.
@@ -586,6 +595,7 @@ async fn tie_rules_and_incident_pairing_are_pinned() {
             lead: (Some(3600.0), 1),
             failures: (1, 1),
             restore: (None, 0, 0),
+            rework: 0,
         },
         "a rollback at as_of",
     )
@@ -653,6 +663,156 @@ async fn tie_rules_and_incident_pairing_are_pinned() {
     let mut reversed = log.clone();
     reversed.reverse();
     pinned(&reversed, None, want, "re-triggers, reversed").await;
+}
+
+/// Rework (CONTRACT.md section 5): an attempt made while an incident of its service and
+/// environment runs, from its open's instant (included) to its close's (excluded), the
+/// incident paired as for time to restore. Each log also arrives last event first.
+#[tokio::test]
+async fn rework_is_an_attempt_made_while_an_incident_runs() {
+    let week = |attempts, failed, rework, restore| Numbers {
+        deploys: attempts - failed,
+        lead: (None, 0),
+        failures: (failed, attempts),
+        restore,
+        rework,
+    };
+    let mut failed_late = deploy("late", "c003", "2026-03-15T00:00:00Z");
+    failed_late["succeeded"] = json!(false);
+    let mut checks = vec![
+        (
+            vec![
+                opened("o", "INC-E", "2026-03-10T00:00:00Z"),
+                closed("c", "INC-E", "2026-03-10T02:00:00Z"),
+                deploy("at-open", "a001", "2026-03-10T00:00:00Z"),
+                deploy("inside", "a002", "2026-03-10T01:59:59.999999Z"),
+                deploy("at-close", "a003", "2026-03-10T02:00:00Z"),
+                deploy("before", "a004", "2026-03-09T23:59:59.999999Z"),
+            ],
+            week(4, 0, 2, (Some(7200.0), 1, 0)),
+            "at the open's instant: rework; at the close's: not",
+        ),
+        (
+            vec![
+                opened("r1", "INC-R", "2026-03-11T00:00:00Z"),
+                opened("r2", "INC-R", "2026-03-11T01:00:00Z"), // re-trigger
+                deploy("during", "b001", "2026-03-11T02:00:00Z"),
+                closed("rc", "INC-R", "2026-03-11T03:00:00Z"),
+                opened("r3", "INC-R", "2026-03-11T03:00:00Z"), // at the close: the same one
+                deploy("after", "b002", "2026-03-11T03:00:00Z"),
+                opened("r4", "INC-R", "2026-03-11T05:00:00Z"), // a new one, never closed
+                deploy("again", "b003", "2026-03-11T06:00:00Z"),
+            ],
+            week(3, 0, 2, (Some(3.0 * 3600.0), 1, 1)),
+            "a re-triggered incident ends at its first close",
+        ),
+        (
+            vec![
+                // Opened before the window, closed after as_of: running at every attempt.
+                opened("l", "INC-L", "2026-03-08T00:00:00Z"),
+                closed("lc", "INC-L", "2026-03-17T00:00:00Z"),
+                opened("m", "INC-M", "2026-03-12T00:00:00Z"),
+                closed("mc", "INC-M", "2026-03-12T12:00:00Z"),
+                deploy("first", "c001", "2026-03-09T00:00:00Z"),
+                // Two incidents at once: one rework attempt.
+                deploy("both", "c002", "2026-03-12T06:00:00Z"),
+                failed_late,
+            ],
+            week(3, 1, 3, (Some(12.0 * 3600.0), 1, 1)),
+            "an incident from before the window to after as_of, two at once, a failed attempt",
+        ),
+    ];
+    for (log, want, what) in checks.clone() {
+        let mut reversed = log;
+        reversed.reverse();
+        checks.push((reversed, want, what));
+    }
+    for (log, want, what) in checks {
+        pinned(&log, None, want.clone(), what).await;
+        pinned(&log, Some("api"), want, what).await;
+    }
+}
+
+/// Rework counts only an incident of the attempt's own service and environment: the
+/// service and environment of the incident's first open, whoever closes or re-triggers
+/// it. All services, each service and the by-service pass agree.
+#[tokio::test]
+async fn rework_needs_an_incident_of_the_same_service_and_environment() {
+    // (id, kind, service, environment, day and hour of March 2026)
+    let log: Vec<Value> = [
+        // A staging incident: rework for staging's attempt, not production's.
+        ("s-open", "opened", "api", "staging", "10T00"),
+        ("p-api-1", "deploy", "api", "prod", "10T01"),
+        ("s-api", "deploy", "api", "staging", "10T01"),
+        // web's incident, closed by a close sent from api: rework for web only.
+        ("w-open", "opened", "web", "prod", "12T00"),
+        ("p-api-2", "deploy", "api", "prod", "12T01"),
+        ("p-web-1", "deploy", "web", "prod", "12T01"),
+        ("w-close", "closed", "api", "prod", "12T04"),
+        // api's incident, re-triggered from web: still api's.
+        ("x-open", "opened", "api", "prod", "13T00"),
+        ("x-again", "opened", "web", "prod", "13T01"),
+        ("p-web-2", "deploy", "web", "prod", "13T02"),
+        ("p-api-3", "deploy", "api", "prod", "13T02"),
+        ("x-close", "closed", "web", "prod", "13T03"),
+    ]
+    .into_iter()
+    .map(|(id, kind, service, environment, at)| {
+        let mut e = json!({"id": id, "kind": kind, "service": service, "environment": environment,
+                           "occurred_at": format!("2026-03-{at}:00:00Z")});
+        if kind == "deploy" {
+            e["git_sha"] = json!("abcd");
+        } else {
+            e["kind"] = json!(format!("incident_{kind}"));
+            e["ref_id"] = json!(format!("INC-{}", &id[..1]));
+        }
+        e
+    })
+    .collect();
+    let env = TestEnv::new().await;
+    env.seed(&log).await;
+    let oracle = Oracle::new(&log);
+    for (service, environment, rework, attempts) in [
+        (None, "prod", 2, 5),
+        (Some("api"), "prod", 1, 3),
+        (Some("web"), "prod", 1, 2),
+        (None, "staging", 1, 1),
+    ] {
+        let q = query(7, 0, service, environment);
+        let r = report(&env, &q).await;
+        assert_eq!(
+            (r.rework_rate.rework, r.rework_rate.attempts),
+            (rework, attempts),
+            "{q:?}"
+        );
+        let want = oracle.numbers(environment, service, t(AS_OF), 7, 0);
+        assert_eq!(numbers(&r), want, "the oracle: {q:?}");
+    }
+    let all = serde_json::to_value(report(&env, &query(7, 0, None, "prod")).await).unwrap();
+    assert_eq!(
+        all["rework_rate"],
+        json!({"rework": 2, "attempts": 5, "rate": 0.4})
+    );
+    let pool = dora_api::connect(&env.database_url, 2).unwrap();
+    let by_service = compute_grouped(&pool, &query(7, 0, None, "prod"), 1, true)
+        .await
+        .unwrap();
+    let rework: Vec<(Option<&str>, i64, Option<f64>)> = by_service
+        .iter()
+        .map(|r| {
+            (
+                r.service.as_deref(),
+                r.rework_rate.rework,
+                r.rework_rate.rate,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rework,
+        [(Some("api"), 1, Some(0.3333)), (Some("web"), 1, Some(0.5))]
+    );
+    pool.close().await;
+    env.cleanup().await;
 }
 
 pub(crate) fn random_log(rng: &mut Rng, n: usize) -> Vec<Value> {
@@ -1117,6 +1277,7 @@ async fn agree_with_the_oracle(log: Vec<Value>, rng: &mut Rng, batch: u64, toget
     }
 
     let oracle = Oracle::new(&log);
+    let mut reworked = 0;
     for _ in 0..60 {
         let q = MetricsQuery {
             days: 1 + rng.below(30) as u32,
@@ -1170,14 +1331,25 @@ async fn agree_with_the_oracle(log: Vec<Value>, rng: &mut Rng, batch: u64, toget
             .fetch_one(&env.pool)
             .await
             .unwrap();
+        let rework: i64 = sqlx::query_scalar(NAIVE_REWORK)
+            .bind(&q.environment)
+            .bind(start)
+            .bind(end)
+            .bind(&q.service)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
         let naive = Numbers {
             deploys,
             lead: (lead, lead_n),
             failures: (failed, attempts),
             restore: (restore, restore_n, open),
+            rework,
         };
         assert_eq!(naive, want, "naive SQL: {q:?}");
+        reworked += want.rework;
     }
+    assert!(reworked > 0, "the random windows hold rework");
     let failed_total: i64 =
         sqlx::query_scalar("SELECT count(*) FROM deploy_facts WHERE failed_by <> event_id")
             .fetch_one(&env.pool)
@@ -1186,6 +1358,20 @@ async fn agree_with_the_oracle(log: Vec<Value>, rng: &mut Rng, batch: u64, toget
     assert!(
         failed_total > 20,
         "the random log exercises rollbacks and incidents: {failed_total}"
+    );
+    // The rework rule's edges are in the log: attempts at the very instant an incident
+    // of their service opened (rework) and closed (not rework).
+    let (at_open, at_close): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE d.occurred_at = i.opened_at),
+                count(*) FILTER (WHERE d.occurred_at = i.closed_at)
+         FROM deploy_facts d JOIN incident_facts i USING (service, environment)",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert!(
+        at_open > 5 && at_close > 5,
+        "attempts at an open's and a close's instant: {at_open}, {at_close}"
     );
     env.cleanup().await;
 }

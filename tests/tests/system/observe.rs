@@ -357,6 +357,8 @@ async fn api_metrics_time_routes_and_export_the_dora_gauges() {
         json!({"id": "d4", "kind": "deploy", "service": "web", "git_sha": "bbb1", "occurred_at": at(10)}),
         json!({"id": "i1", "kind": "incident_opened", "service": "web", "ref_id": "INC-1", "occurred_at": at(9)}),
         json!({"id": "i2", "kind": "incident_closed", "service": "web", "ref_id": "INC-1", "occurred_at": at(7)}),
+        // Made while web's incident ran: rework.
+        json!({"id": "d6", "kind": "deploy", "service": "web", "git_sha": "bbb3", "occurred_at": at(8)}),
         json!({"id": "s1", "kind": "deploy", "service": "api", "environment": "staging", "git_sha": "ccc1", "occurred_at": at(5)}),
         // Environments with nothing in the week but an incident still open (measured),
         // and with nothing at all in it (not measured).
@@ -445,6 +447,11 @@ async fn api_metrics_time_routes_and_export_the_dora_gauges() {
             report["time_to_restore"]["open_incidents"].as_f64(),
             "{context}"
         );
+        assert_eq!(
+            gauge("dora_rework_rate"),
+            report["rework_rate"]["rate"].as_f64(),
+            "{context}"
+        );
     }
     assert_eq!(
         s.label_values("dora_deploy_attempts", "environment"),
@@ -460,7 +467,8 @@ async fn api_metrics_time_routes_and_export_the_dora_gauges() {
     );
     // The fixture's own numbers, so the comparison above cannot pass on two wrong sides.
     let all = [("environment", "prod"), ("service", "")];
-    assert_eq!(s.value("dora_deploy_attempts", &all), Some(4.0));
+    assert_eq!(s.value("dora_deploy_attempts", &all), Some(5.0));
+    assert_eq!(s.value("dora_rework_rate", &all), Some(0.2));
     assert_eq!(s.value("dora_deploys_failed", &all), Some(1.0));
     assert_eq!(s.value("dora_lead_time_median_seconds", &all), Some(7200.0));
     let web = [("environment", "prod"), ("service", "web")];
@@ -468,14 +476,23 @@ async fn api_metrics_time_routes_and_export_the_dora_gauges() {
         s.value("dora_time_to_restore_median_seconds", &web),
         Some(7200.0)
     );
-    // No samples, no series: web has no lead time, as /dora says null.
+    assert_eq!(s.value("dora_rework_rate", &web), Some(0.5));
+    // No samples, no series: web has no lead time, as /dora says null, and dr no
+    // attempts, so no rework rate.
     assert_eq!(s.value("dora_lead_time_median_seconds", &web), None);
+    assert_eq!(
+        s.value(
+            "dora_rework_rate",
+            &[("environment", "dr"), ("service", "")]
+        ),
+        None
+    );
 
     // New events move the gauges (after the short cache).
     env.seed(&[json!({"id": "d5", "kind": "deploy", "service": "web", "git_sha": "bbb2", "occurred_at": at(1)})])
         .await;
-    eventually("the web deploy count rises to 2", || async {
-        scrape(&api.url).await.value("dora_deploys", &web) == Some(2.0)
+    eventually("the web deploy count rises to 3", || async {
+        scrape(&api.url).await.value("dora_deploys", &web) == Some(3.0)
     })
     .await;
 
@@ -662,6 +679,7 @@ async fn the_grafana_dashboard_names_only_exported_series() {
         "dora_api_",
         "dora_deploy",
         "dora_change_failure_rate",
+        "dora_rework_rate",
     ] {
         assert!(
             queried.iter().any(|q| q.starts_with(prefix)),

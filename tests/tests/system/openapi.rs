@@ -2,7 +2,7 @@
 //! every route with its statuses, and whose every path is served.
 
 use dora_system_tests::{get_json, TestEnv};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Fetches the document, checks its OpenAPI 3 shape (version, info, operations with
 /// responses, every `$ref` resolved), and returns it. schemathesis, in
@@ -150,6 +150,43 @@ async fn both_processes_describe_every_route_they_serve() {
             "environment",
             "windows"
         ]
+    );
+
+    // The reports' metrics, the rework rate among them (rate nullable, no level).
+    let schemas = &doc["components"]["schemas"];
+    let mut metrics: Vec<&str> = schemas["Report"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    metrics.sort_unstable();
+    assert_eq!(
+        metrics,
+        [
+            "change_failure_rate",
+            "deployment_frequency",
+            "environment",
+            "lead_time",
+            "levels",
+            "rework_rate",
+            "service",
+            "time_to_restore",
+            "window"
+        ]
+    );
+    let rework = &schemas["ReworkRate"];
+    let mut fields: Vec<&str> = rework["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["attempts", "rate", "rework"], "{rework}");
+    assert_eq!(
+        rework["properties"]["rate"]["type"],
+        json!(["number", "null"])
     );
 
     // Every documented path is a route: none of them is a 404.
