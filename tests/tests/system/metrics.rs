@@ -859,7 +859,8 @@ async fn the_facts_agree_with_a_naive_reading_of_the_contract_on_random_logs() {
     let mut rng = Rng::new(0x5EED_D0A4);
     let mut log = random_log(&mut rng, 1500);
     shuffle(&mut log, &mut rng);
-    agree_with_the_oracle(log, &mut rng, 200, 1).await;
+    let reworked = agree_with_the_oracle(log, &mut rng, 200, 1).await;
+    assert!(reworked > 0, "the random windows hold rework");
 }
 
 /// The hot-key shape: few keys, each with a long history, so a batch's recompute works
@@ -1224,7 +1225,8 @@ fn as_messages(env: &TestEnv, log: &[Value]) -> Vec<dora_projector::decode::Deco
 /// Feeds `log` in its order, in batches of up to `batch` events, `together` batches
 /// written at once, checking the facts row by row and the whole range's numbers after
 /// each step, then checks random windows against the oracle and the naive SQL.
-async fn agree_with_the_oracle(log: Vec<Value>, rng: &mut Rng, batch: u64, together: usize) {
+/// Returns how many reworked attempts the random windows held.
+async fn agree_with_the_oracle(log: Vec<Value>, rng: &mut Rng, batch: u64, together: usize) -> i64 {
     let env = TestEnv::new().await;
     let pool = dora_api::connect(&env.database_url, 1).unwrap();
     // Two connections, both open and idle: each query reads its halves on both at once,
@@ -1349,7 +1351,8 @@ async fn agree_with_the_oracle(log: Vec<Value>, rng: &mut Rng, batch: u64, toget
         assert_eq!(naive, want, "naive SQL: {q:?}");
         reworked += want.rework;
     }
-    assert!(reworked > 0, "the random windows hold rework");
+    // Returned, not asserted: on a few instants every incident closes at the instant it
+    // opens (each ref_id has closes at every instant), so those shapes hold no rework.
     let failed_total: i64 =
         sqlx::query_scalar("SELECT count(*) FROM deploy_facts WHERE failed_by <> event_id")
             .fetch_one(&env.pool)
@@ -1374,4 +1377,5 @@ async fn agree_with_the_oracle(log: Vec<Value>, rng: &mut Rng, batch: u64, toget
         "attempts at an open's and a close's instant: {at_open}, {at_close}"
     );
     env.cleanup().await;
+    reworked
 }
