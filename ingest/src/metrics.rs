@@ -117,6 +117,21 @@ impl IngestMetrics {
             "Commit-time lookups for lead time, by tool and outcome",
             commit_lookups.clone(),
         );
+        // Every tool's and outcome's series from the start, at 0: a rate or an alert on
+        // them then has a series to read before the first delivery or lookup.
+        for tool in crate::webhooks::Tool::ALL {
+            drop(webhooks_ignored.get_or_create(&ToolLabels {
+                tool: tool.label().to_owned(),
+            }));
+        }
+        for tool in crate::webhooks::commits::Tool::ALL {
+            for outcome in crate::webhooks::commits::Outcome::ALL {
+                drop(commit_lookups.get_or_create(&LookupLabels {
+                    tool: tool.label().to_owned(),
+                    outcome: outcome.label().to_owned(),
+                }));
+            }
+        }
         IngestMetrics {
             registry: Arc::new(registry),
             http,

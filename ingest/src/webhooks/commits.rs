@@ -28,6 +28,9 @@ pub enum Tool {
 }
 
 impl Tool {
+    /// Both APIs.
+    pub const ALL: [Tool; 2] = [Tool::GitHub, Tool::GitLab];
+
     /// The `tool` label.
     pub fn label(self) -> &'static str {
         match self {
@@ -67,6 +70,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Found,
+        Outcome::AfterDeploy,
+        Outcome::NotFound,
+        Outcome::Refused,
+        Outcome::Failed,
+        Outcome::Timeout,
+    ];
+
     /// The `outcome` label.
     pub fn label(self) -> &'static str {
         match self {

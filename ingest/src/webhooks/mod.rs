@@ -167,6 +167,15 @@ pub enum Tool {
 }
 
 impl Tool {
+    /// Every route.
+    pub const ALL: [Tool; 5] = [
+        Tool::GitHub,
+        Tool::GitLab,
+        Tool::PagerDuty,
+        Tool::Opsgenie,
+        Tool::Alertmanager,
+    ];
+
     /// The route's last segment, and the `tool` label.
     pub fn label(self) -> &'static str {
         match self {

@@ -28,7 +28,7 @@ async fn stored(env: &TestEnv, id: &str) -> (String, Option<DateTime<Utc>>, Opti
         .unwrap_or_else(|e| panic!("{id}: {e}"))
 }
 
-/// The value of one series of the gateway's `/metrics`, 0 when absent.
+/// The value of one series of the gateway's `/metrics`; it must be there.
 async fn series(base: &str, name_and_labels: &str) -> f64 {
     let text = reqwest::get(format!("{base}/metrics"))
         .await
@@ -38,7 +38,7 @@ async fn series(base: &str, name_and_labels: &str) -> f64 {
         .unwrap();
     text.lines()
         .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
-        .unwrap_or(0.0)
+        .unwrap_or_else(|| panic!("no {name_and_labels} in:\n{text}"))
 }
 
 /// A deployment_status delivery: the published payload, with a status id and state.
@@ -283,16 +283,22 @@ async fn without_a_token_no_lookup_is_made() {
     .await;
     assert_eq!(status, 202, "{answer}");
     assert!(api.asked().is_empty());
-    let metrics = reqwest::get(format!("{}/metrics", ingest.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        !metrics.contains("dora_ingest_commit_lookups_total{"),
-        "no lookup counted: {metrics}"
-    );
+    for outcome in [
+        "found",
+        "after_deploy",
+        "not_found",
+        "refused",
+        "failed",
+        "timeout",
+    ] {
+        let labels =
+            format!(r#"dora_ingest_commit_lookups_total{{tool="github",outcome="{outcome}"}}"#);
+        assert_eq!(
+            series(&ingest.url, &labels).await,
+            0.0,
+            "{outcome}: no lookup counted"
+        );
+    }
     ingest.stop().await.unwrap();
     env.cleanup().await;
 }
