@@ -155,6 +155,69 @@ pub enum EventsBody {
     Many(Batch),
 }
 
+/// What dora reads of Alertmanager's webhook payload; the rest of it (`version`,
+/// `groupKey`, `commonLabels`, ...) is accepted and not read.
+#[derive(Debug, ToSchema)]
+pub struct AlertmanagerPayload {
+    /// The alerts of the notification: each firing one opens an incident, each
+    /// resolved one closes it.
+    alerts: Vec<AlertmanagerAlert>,
+}
+
+/// One alert of an Alertmanager notification.
+#[derive(Debug, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertmanagerAlert {
+    /// `firing` or `resolved`.
+    status: AlertStatus,
+    /// `service` (else `job`) names the service, `environment` (else `env`) the
+    /// environment.
+    labels: std::collections::BTreeMap<String, String>,
+    /// When it started firing: the incident's open.
+    starts_at: DateTime<Utc>,
+    /// When it was resolved: the incident's close.
+    ends_at: DateTime<Utc>,
+    /// With `startsAt`, which incident it is.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    fingerprint: String,
+}
+
+/// An alert's state.
+#[derive(Debug, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    /// It opens an incident.
+    Firing,
+    /// It closes the incident.
+    Resolved,
+}
+
+/// What dora reads of Opsgenie's alert webhook payload; the rest is accepted and not read.
+#[derive(Debug, ToSchema)]
+pub struct OpsgeniePayload {
+    /// `Create` opens an incident, `Close` closes it; other actions are ignored.
+    action: String,
+    /// The alert.
+    alert: OpsgenieAlert,
+}
+
+/// The alert of an Opsgenie payload.
+#[derive(Debug, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpsgenieAlert {
+    /// Which incident it is.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    alert_id: String,
+    /// A `service:<name>` tag names the service.
+    tags: Option<Vec<String>>,
+    /// The service, without such a tag.
+    entity: Option<String>,
+    /// When it was created, in milliseconds since the Unix epoch (`Create`).
+    created_at: i64,
+    /// When it was last updated, in nanoseconds since the Unix epoch (`Close`).
+    updated_at: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +287,34 @@ mod tests {
         assert_eq!(
             required(schema_of::<IncidentClosed>()),
             ["kind", "service", "ref_id"]
+        );
+    }
+
+    /// The webhook schemas name the payload fields the mappings read, spelled as the
+    /// tools spell them.
+    #[test]
+    fn the_webhook_schemas_name_what_the_mappings_read() {
+        let keys = |schema: Value| -> Vec<String> {
+            schema["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect()
+        };
+        assert_eq!(keys(schema_of::<AlertmanagerPayload>()), ["alerts"]);
+        assert_eq!(
+            keys(schema_of::<AlertmanagerAlert>()),
+            ["endsAt", "fingerprint", "labels", "startsAt", "status"]
+        );
+        assert_eq!(keys(schema_of::<OpsgeniePayload>()), ["action", "alert"]);
+        assert_eq!(
+            keys(schema_of::<OpsgenieAlert>()),
+            ["alertId", "createdAt", "entity", "tags", "updatedAt"]
+        );
+        assert_eq!(
+            schema_of::<AlertStatus>()["enum"],
+            serde_json::json!(["firing", "resolved"])
         );
     }
 

@@ -198,8 +198,8 @@ type Answer = Result<(StatusCode, Json<Accepted>)>;
     params(
         ("X-GitHub-Event" = String, Header, description = "The event's name, as GitHub sends it"),
         ("X-Hub-Signature-256" = String, Header, description = "`sha256=<hex>`: HMAC-SHA256 of the body under the webhook's secret"),
-        ("service" = Option<String>, Query, description = "The service, instead of the repository's name"),
-        ("environment" = Option<String>, Query, description = "The environment, instead of the deployment's"),
+        ("service" = Option<String>, Query, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "The service, instead of the repository's name"),
+        ("environment" = Option<String>, Query, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "The environment, instead of the deployment's"),
     ),
     request_body(content(
         (Object = "application/json"),
@@ -230,8 +230,8 @@ pub async fn github(
     params(
         ("X-Gitlab-Event" = String, Header, description = "The event's name, as GitLab sends it"),
         ("X-Gitlab-Token" = String, Header, description = "A secret of DORA_INGEST_TOKENS; its name becomes the events' source"),
-        ("service" = Option<String>, Query, description = "The service, instead of the project's name"),
-        ("environment" = Option<String>, Query, description = "The environment, instead of the deployment's"),
+        ("service" = Option<String>, Query, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "The service, instead of the project's name"),
+        ("environment" = Option<String>, Query, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "The environment, instead of the deployment's"),
     ),
     request_body(content = Object, content_type = "application/json", description = "GitLab's payload"),
     responses(
@@ -258,8 +258,8 @@ pub async fn gitlab(
 #[utoipa::path(post, path = "/webhooks/pagerduty", tag = "webhooks",
     params(
         ("X-PagerDuty-Signature" = String, Header, description = "`v1=<hex>`, comma-separated: HMAC-SHA256 of the body under the subscription's secret"),
-        ("service" = Option<String>, Query, description = "The service, instead of the PagerDuty service's name"),
-        ("environment" = Option<String>, Query, description = "The environment; `prod` when missing"),
+        ("service" = Option<String>, Query, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "The service, instead of the PagerDuty service's name"),
+        ("environment" = Option<String>, Query, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "The environment; `prod` when missing"),
     ),
     request_body(content = Object, content_type = "application/json", description = "PagerDuty's v3 payload"),
     responses(
@@ -285,10 +285,10 @@ pub async fn pagerduty(
 /// Authenticated by `Authorization: Bearer`, a secret of DORA_INGEST_TOKENS.
 #[utoipa::path(post, path = "/webhooks/opsgenie", tag = "webhooks", security(("bearer" = [])),
     params(
-        ("service" = Option<String>, Query, description = "The service, instead of the alert's `service:` tag or entity"),
-        ("environment" = Option<String>, Query, description = "The environment; `prod` when missing"),
+        ("service" = Option<String>, Query, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "The service, instead of the alert's `service:` tag or entity"),
+        ("environment" = Option<String>, Query, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "The environment; `prod` when missing"),
     ),
-    request_body(content = Object, content_type = "application/json", description = "Opsgenie's payload"),
+    request_body(content = crate::openapi::OpsgeniePayload, content_type = "application/json", description = "Opsgenie's payload"),
     responses(
         (status = 202, description = "Every event stored (or already there), or the payload ignored, with why", body = Accepted),
         (status = 400, description = "Not an Opsgenie payload dora can read, one that maps to an invalid event, or a bad query parameter", body = ErrorBody),
@@ -312,10 +312,10 @@ pub async fn opsgenie(
 /// Authenticated by `Authorization: Bearer`, a secret of DORA_INGEST_TOKENS.
 #[utoipa::path(post, path = "/webhooks/alertmanager", tag = "webhooks", security(("bearer" = [])),
     params(
-        ("service" = Option<String>, Query, description = "The service, instead of each alert's `service` or `job` label"),
-        ("environment" = Option<String>, Query, description = "The environment, instead of each alert's `environment` or `env` label"),
+        ("service" = Option<String>, Query, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "The service, instead of each alert's `service` or `job` label"),
+        ("environment" = Option<String>, Query, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "The environment, instead of each alert's `environment` or `env` label"),
     ),
-    request_body(content = Object, content_type = "application/json", description = "Alertmanager's payload"),
+    request_body(content = crate::openapi::AlertmanagerPayload, content_type = "application/json", description = "Alertmanager's payload"),
     responses(
         (status = 202, description = "Every event stored (or already there), or the payload ignored, with why", body = Accepted),
         (status = 400, description = "Not an Alertmanager payload dora can read, one that maps to an invalid event, or a bad query parameter", body = ErrorBody),
