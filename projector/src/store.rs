@@ -505,7 +505,9 @@ retriggers AS (
         ) x
         WHERE NOT EXISTS (SELECT 1 FROM incidents i WHERE i.open_id = x.open_event_id)
     ))
-)
+    RETURNING f.service, f.environment, f.opened_at, f.open_event_id
+),
+written AS (
 INSERT INTO incident_facts AS f
     (open_event_id, ref_id, service, environment, opened_at, closed_at, close_event_id)
 -- The open's service and environment come with it from the walk: joined back to the
@@ -519,6 +521,151 @@ ORDER BY i.open_id
 ON CONFLICT (open_event_id) DO UPDATE
 SET closed_at = EXCLUDED.closed_at, close_event_id = EXCLUDED.close_event_id
 WHERE (f.closed_at, f.close_event_id) IS DISTINCT FROM (EXCLUDED.closed_at, EXCLUDED.close_event_id)
+RETURNING f.service, f.environment, f.opened_at, f.open_event_id
+)
+-- What changed, for the rework pieces (RECOMPUTE_PIECES): the incidents inserted,
+-- closed differently, or gone.
+SELECT * FROM retriggers
+UNION ALL
+SELECT * FROM written
+"#;
+
+/// Brings the rework pieces (migration 0015) of the services whose incidents changed
+/// up to date: `$1`-`$4` the changed incidents' service, environment, opening time and
+/// open id (rows inserted, closed differently or deleted by [`RECOMPUTE_INCIDENTS`]).
+/// Returns the incidents whose piece it recounted.
+///
+/// A piece depends on the incident and on the reach of the incidents before it in
+/// (opened_at, open_event_id) order, so a change can move the pieces after it. Each
+/// service's walk starts at its first change, with the stored reach of the incident
+/// before it, and goes on in order while the pieces it computes differ from the stored
+/// ones. At an incident whose piece and reach are as stored, every incident up to the
+/// next change is as stored too (the reach it hands on is the one they were computed
+/// from), so the walk jumps to the next change, taking the stored reach of the incident
+/// before it; after the last change it stops. A batch's cost is then its changes and the
+/// pieces they really move, not every incident between them: a batch of incidents that
+/// all open at one instant (ordered by id there) walks each new one and its successor,
+/// not the instant's thousands.
+const RECOMPUTE_PIECES: &str = r#"
+WITH RECURSIVE keys AS (
+    SELECT c.service, c.environment,
+           array_agg(c.at ORDER BY c.at, c.id) AS ats, array_agg(c.id ORDER BY c.at, c.id) AS ids
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
+         AS c(service, environment, at, id)
+    GROUP BY c.service, c.environment
+),
+walk AS (
+    SELECT k.service, k.environment, k.ats, k.ids, f.open_event_id, f.opened_at, f.until,
+           f.piece_from AS was_from, f.reach AS was_reach,
+           greatest(f.opened_at, b.reach) AS piece_from, greatest(b.reach, f.until) AS reach
+    FROM keys k
+    CROSS JOIN LATERAL (
+        SELECT x.open_event_id, x.opened_at, coalesce(x.closed_at, 'infinity') AS until,
+               x.piece_from, x.reach
+        FROM incident_facts x
+        WHERE x.environment = k.environment AND x.service = k.service
+          AND (x.opened_at, x.open_event_id) >= (k.ats[1], k.ids[1])
+        ORDER BY x.opened_at, x.open_event_id
+        LIMIT 1
+    ) f
+    LEFT JOIN LATERAL (
+        SELECT x.reach
+        FROM incident_facts x
+        WHERE x.environment = k.environment AND x.service = k.service
+          AND (x.opened_at, x.open_event_id) < (f.opened_at, f.open_event_id)
+        ORDER BY x.opened_at DESC, x.open_event_id DESC
+        LIMIT 1
+    ) b ON true
+  UNION ALL
+    SELECT w.service, w.environment, w.ats, w.ids, f.open_event_id, f.opened_at, f.until,
+           f.piece_from, f.reach,
+           greatest(f.opened_at, f.before), greatest(f.before, f.until)
+    FROM walk w
+    CROSS JOIN LATERAL (
+        SELECT (w.was_from, w.was_reach) IS NOT DISTINCT FROM (w.piece_from, w.reach) AS stable
+    ) s
+    -- As stored: the next change after this incident, if there is one.
+    LEFT JOIN LATERAL (
+        SELECT w.ats[i] AS at, w.ids[i] AS id
+        FROM generate_subscripts(w.ats, 1) AS i
+        WHERE s.stable AND (w.ats[i], w.ids[i]) > (w.opened_at, w.open_event_id)
+        ORDER BY i
+        LIMIT 1
+    ) q ON true
+    CROSS JOIN LATERAL (
+        (
+            -- Moved: the next incident, after this one's reach.
+            SELECT x.open_event_id, x.opened_at, coalesce(x.closed_at, 'infinity') AS until,
+                   x.piece_from, x.reach, w.reach AS before
+            FROM incident_facts x
+            WHERE NOT s.stable
+              AND x.environment = w.environment AND x.service = w.service
+              AND (x.opened_at, x.open_event_id) > (w.opened_at, w.open_event_id)
+            ORDER BY x.opened_at, x.open_event_id
+            LIMIT 1
+        )
+        UNION ALL
+        (
+            -- As stored: the first incident at or after the next change, after the
+            -- stored reach of the one before it.
+            SELECT x.open_event_id, x.opened_at, coalesce(x.closed_at, 'infinity'),
+                   x.piece_from, x.reach,
+                   (SELECT y.reach
+                    FROM incident_facts y
+                    WHERE y.environment = w.environment AND y.service = w.service
+                      AND (y.opened_at, y.open_event_id) < (x.opened_at, x.open_event_id)
+                    ORDER BY y.opened_at DESC, y.open_event_id DESC
+                    LIMIT 1)
+            FROM incident_facts x
+            WHERE s.stable
+              AND x.environment = w.environment AND x.service = w.service
+              AND (x.opened_at, x.open_event_id) >= (q.at, q.id)
+            ORDER BY x.opened_at, x.open_event_id
+            LIMIT 1
+        )
+    ) f
+)
+UPDATE incident_facts f
+SET piece_from = w.piece_from,
+    reach = w.reach,
+    piece_count = CASE WHEN w.piece_from < w.until THEN (
+        SELECT count(*)
+        FROM deploy_facts d
+        WHERE d.environment = w.environment AND d.service = w.service
+          AND d.occurred_at >= w.piece_from AND d.occurred_at < w.until
+    ) ELSE 0 END
+FROM walk w
+WHERE f.open_event_id = w.open_event_id
+  AND (w.was_from, w.was_reach) IS DISTINCT FROM (w.piece_from, w.reach)
+RETURNING f.open_event_id
+"#;
+
+/// Counts the batch's new attempts (`$1`-`$3`: service, environment, time) into the
+/// pieces they fall in, except the pieces [`RECOMPUTE_PIECES`] just recounted whole
+/// (`$4`), which hold them already. A new attempt's piece is the last non-empty piece
+/// of its service that starts at or before it, when that piece has not ended by then:
+/// one probe of `incident_facts_pieces`. Each attempt is new exactly once (the append
+/// returns only the rows it added), so adding is exact.
+const COUNT_NEW_ATTEMPTS: &str = r#"
+WITH hits AS (
+    SELECT p.open_event_id, count(*) AS n
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS a(service, environment, at)
+    CROSS JOIN LATERAL (
+        SELECT x.open_event_id, coalesce(x.closed_at, 'infinity') AS until
+        FROM incident_facts x
+        WHERE x.environment = a.environment AND x.service = a.service
+          AND x.piece_from <= a.at
+          AND x.piece_from < coalesce(x.closed_at, 'infinity')
+        ORDER BY x.piece_from DESC
+        LIMIT 1
+    ) p
+    WHERE a.at < p.until AND p.open_event_id <> ALL ($4::text[])
+    GROUP BY p.open_event_id
+)
+UPDATE incident_facts f
+SET piece_count = f.piece_count + h.n
+FROM hits h
+WHERE f.open_event_id = h.open_event_id
 "#;
 
 /// Keeps messages that failed validation; a redelivered one is kept once.
@@ -537,6 +684,71 @@ struct AppendedRow {
     ref_id: Option<String>,
     occurred_at: DateTime<Utc>,
     stream_seq: i64,
+}
+
+/// An incident that [`RECOMPUTE_INCIDENTS`] inserted, closed differently or removed.
+#[derive(sqlx::FromRow)]
+struct ChangedIncident {
+    service: String,
+    environment: String,
+    opened_at: DateTime<Utc>,
+    open_event_id: String,
+}
+
+/// Keeps the rework pieces (migration 0015) right after the batch: the pieces its
+/// incident changes move, then the batch's new attempts counted into theirs.
+async fn recount_rework(
+    tx: &mut sqlx::PgConnection,
+    appended: &[AppendedRow],
+    changed: &[ChangedIncident],
+) -> Result<()> {
+    let recounted: Vec<String> = if changed.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_scalar(RECOMPUTE_PIECES)
+            .bind(
+                changed
+                    .iter()
+                    .map(|c| c.service.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                changed
+                    .iter()
+                    .map(|c| c.environment.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(changed.iter().map(|c| c.opened_at).collect::<Vec<_>>())
+            .bind(
+                changed
+                    .iter()
+                    .map(|c| c.open_event_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_all(&mut *tx)
+            .await?
+    };
+    let attempts: Vec<&AppendedRow> = appended.iter().filter(|r| r.kind == "deploy").collect();
+    if !attempts.is_empty() {
+        sqlx::query(COUNT_NEW_ATTEMPTS)
+            .bind(
+                attempts
+                    .iter()
+                    .map(|r| r.service.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                attempts
+                    .iter()
+                    .map(|r| r.environment.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(attempts.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
+            .bind(&recounted)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// A reason or field name may quote the message, and PostgreSQL text cannot hold NUL.
@@ -668,14 +880,17 @@ pub async fn apply_at(pool: &PgPool, batch: &[Decoded], last_seq: Option<u64>) -
             .execute(&mut *tx)
             .await?;
     }
-    if !incident_events.is_empty() {
+    let changed: Vec<ChangedIncident> = if incident_events.is_empty() {
+        Vec::new()
+    } else {
         let (refs, ats): (Vec<String>, Vec<DateTime<Utc>>) = incident_events.into_iter().unzip();
-        sqlx::query(RECOMPUTE_INCIDENTS)
+        sqlx::query_as(RECOMPUTE_INCIDENTS)
             .bind(refs)
             .bind(ats)
-            .execute(&mut *tx)
-            .await?;
-    }
+            .fetch_all(&mut *tx)
+            .await?
+    };
+    recount_rework(&mut tx, &appended, &changed).await?;
 
     if !rejected.is_empty() {
         sqlx::query(KEEP_REJECTED)

@@ -448,3 +448,29 @@ struct Incident {
     opened: DateTime<Utc>,
     closed: Option<DateTime<Utc>>,
 }
+/// The incidents whose stored rework piece (migration 0015: `piece_from`, `reach`,
+/// `piece_count`) differs from one derived here from scratch: the reach of the
+/// incidents before each in (opened_at, open_event_id) order by a window over them all,
+/// and the piece's attempts counted by a join. Empty when the projector kept them right.
+pub const NAIVE_PIECES: &str = r#"
+SELECT p.open_event_id, p.piece_from, p.reach, p.piece_count,
+       n.piece_from AS want_from, n.reach AS want_reach, n.piece_count AS want_count
+FROM incident_facts p
+JOIN (
+    SELECT o.open_event_id, greatest(o.opened_at, o.before) AS piece_from,
+           greatest(o.before, o.until) AS reach,
+           (SELECT count(*) FROM deploy_facts d
+            WHERE d.environment = o.environment AND d.service = o.service
+              AND d.occurred_at >= greatest(o.opened_at, o.before)
+              AND d.occurred_at < o.until) AS piece_count
+    FROM (
+        SELECT i.*, coalesce(i.closed_at, 'infinity') AS until,
+               (SELECT max(coalesce(j.closed_at, 'infinity')) FROM incident_facts j
+                WHERE j.environment = i.environment AND j.service = i.service
+                  AND (j.opened_at, j.open_event_id) < (i.opened_at, i.open_event_id)) AS before
+        FROM incident_facts i
+    ) o
+) n USING (open_event_id)
+WHERE (p.piece_from, p.reach, p.piece_count) IS DISTINCT FROM (n.piece_from, n.reach, n.piece_count)
+ORDER BY p.open_event_id
+"#;

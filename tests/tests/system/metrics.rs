@@ -7,7 +7,7 @@ use dora_api::dora::{
     compute, compute_grouped, compute_grouped_sending, median, MetricsQuery, Report,
 };
 use dora_system_tests::naive::{
-    Facts, Numbers, Oracle, NAIVE_DEPLOYS, NAIVE_INCIDENTS, NAIVE_REWORK,
+    Facts, Numbers, Oracle, NAIVE_DEPLOYS, NAIVE_INCIDENTS, NAIVE_PIECES, NAIVE_REWORK,
 };
 use dora_system_tests::{Rng, TestEnv};
 use serde_json::{json, Value};
@@ -1276,6 +1276,20 @@ async fn agree_with_the_oracle(log: Vec<Value>, rng: &mut Rng, batch: u64, toget
                 first_difference(["stored", "oracle"], &stored, &want)
             );
         }
+        // And each incident's rework piece, as derived from scratch from the facts: a
+        // piece the batch should have moved or counted into and did not.
+        let wrong: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT row_to_json(w)::text FROM ({}) w",
+            NAIVE_PIECES.trim_end()
+        ))
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
+        assert!(
+            wrong.is_empty(),
+            "after {fed} events, rework pieces differ:\n{}",
+            wrong.join("\n")
+        );
     }
 
     let oracle = Oracle::new(&log);
