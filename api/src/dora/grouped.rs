@@ -7,7 +7,7 @@
 //! span with `width_bucket` and `GROUP BY` was tried first: on the 1M-event benchmark it
 //! sorted every row of the span before aggregating, and took about 4x as long.) Open
 //! incidents are read once and joined to the windows' ends. The rework family joins the
-//! windows' bounds the same way, to the incidents running in each ([`REWORK`]). The
+//! windows' bounds the same way, to the incidents' pieces in each ([`REWORK`]). The
 //! medians are selected from the values each group sends ([`median`]).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -65,11 +65,13 @@ CROSS JOIN LATERAL (
 /// Rework per range (`$2` starts, `$3` ends, `$5` the ranges' windows; per service as
 /// [`grouping`] makes it): the attempts that started while an incident of their
 /// service ran, an incident running over `[opened_at, closed_at)` (open at its open's
-/// instant, over at its close's). Driven by the incidents, which are few beside the
-/// attempts: each incident's running time within the range, less what an incident of
-/// its service that starts no later already covers, is one count of that service's
-/// attempts in an index range, so no attempt is counted twice. The incidents running in
-/// a range are those opened in it and those running at its start (a stab into their
+/// instant, over at its close's). Each attempt that did lies in exactly one incident's
+/// piece (migration 0015), whose attempts the projector keeps counted: a piece within
+/// the range adds its stored count, and only the few pieces that cross the range's
+/// start or end are counted here, within it. The pieces within are those of the
+/// incidents opened in the range and closed by its end (a piece starts at or after its
+/// incident's open and ends at its close); those crossing are the incidents opened in
+/// it and still running at its end, and those running at its start (a stab into their
 /// GiST index, migration 0009).
 const REWORK: &str = r#"
 SELECT w.k AS bucket, r.*
@@ -79,34 +81,36 @@ CROSS JOIN LATERAL (
         {service}                                                     AS service,
         coalesce(sum(n), 0)::int8                                     AS rework
     FROM (
-        -- `until` is the range's end while an incident is not closed (least skips NULL);
-        -- the running maximum of the earlier ones' ends is what they already cover.
-        SELECT service, until,
-               greatest(from_at, max(until) OVER (
-                   PARTITION BY service ORDER BY from_at, until
-                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))    AS from_at
-        FROM (
-            SELECT service, opened_at AS from_at, least(closed_at, w.end_at) AS until
-            FROM incident_facts
-            WHERE environment = $1
-              AND ($4::text IS NULL OR service = $4)
-              AND opened_at >= w.start_at AND opened_at < w.end_at
-          UNION ALL
-            SELECT service, w.start_at, least(closed_at, w.end_at)
-            FROM incident_facts
-            WHERE environment = $1
-              AND ($4::text IS NULL OR service = $4)
-              AND tstzrange(opened_at, closed_at, '(]') @> w.start_at
-        ) running
-    ) fresh
-    CROSS JOIN LATERAL (
-        SELECT count(*) AS n
-        FROM deploy_facts d
-        WHERE d.environment = $1
-          AND d.service = fresh.service
-          AND d.occurred_at >= fresh.from_at AND d.occurred_at < fresh.until
-    ) a
-    WHERE fresh.from_at < fresh.until
+        -- (Conditions on the piece would let the planner read the pieces' own index,
+        -- every piece of the past up to the end, instead of the range of openings.)
+        SELECT f.service,
+               CASE WHEN f.piece_from >= least(f.closed_at, w.end_at) THEN 0
+                    WHEN f.closed_at <= w.end_at THEN f.piece_count
+                    ELSE (
+                        SELECT count(*)
+                        FROM deploy_facts d
+                        WHERE d.environment = $1 AND d.service = f.service
+                          AND d.occurred_at >= f.piece_from AND d.occurred_at < w.end_at
+                    )
+               END                                                    AS n
+        FROM incident_facts f
+        WHERE f.environment = $1
+          AND ($4::text IS NULL OR f.service = $4)
+          AND f.opened_at >= w.start_at AND f.opened_at < w.end_at
+      UNION ALL
+        SELECT f.service, (
+                   SELECT count(*)
+                   FROM deploy_facts d
+                   WHERE d.environment = $1 AND d.service = f.service
+                     AND d.occurred_at >= greatest(f.piece_from, w.start_at)
+                     AND d.occurred_at < least(f.closed_at, w.end_at)
+               )
+        FROM incident_facts f
+        WHERE tstzrange(f.opened_at, f.closed_at, '(]') @> w.start_at
+          AND f.environment = $1
+          AND ($4::text IS NULL OR f.service = $4)
+          AND greatest(f.piece_from, w.start_at) < least(f.closed_at, w.end_at)
+    ) pieces
     {group}
 ) r
 "#;
@@ -645,8 +649,9 @@ mod tests {
         env.cleanup().await;
     }
 
-    /// One service's rework reads its own incidents of the window (migration 0014), not
-    /// every service's; all services read the opening-time index.
+    /// One service's rework reads its own incidents (by an index keyed by service
+    /// first), not every service's; all services read the
+    /// opening-time index, with each piece's count in it.
     #[tokio::test]
     async fn rework_reads_the_incidents_of_its_scope() {
         let env = TestEnv::new().await;
@@ -667,9 +672,16 @@ mod tests {
         env.seed(&events).await;
         let pool = crate::connect(&env.database_url, 1).unwrap();
         let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
-        for (service, index) in [
-            (Some("s3"), "incident_facts_service_opened"),
-            (None, "incident_facts_opened"),
+        for (service, indexes) in [
+            (
+                Some("s3"),
+                &[
+                    "incident_facts_service_opened",
+                    "incident_facts_service_closed",
+                    "incident_facts_pieces",
+                ][..],
+            ),
+            (None, &["incident_facts_opened"][..]),
         ] {
             let mut tx = as_on_a_large_store(&pool).await;
             let sql = grouping(REWORK, false);
@@ -684,9 +696,14 @@ mod tests {
                 .unwrap();
             let plan = plan.join("\n");
             assert!(
-                plan.contains(&format!("Index Only Scan using {index} ")),
+                indexes
+                    .iter()
+                    .any(|index| plan.contains(&format!("Scan using {index} on incident_facts "))),
                 "{service:?}:\n{plan}"
             );
+            if service.is_some() {
+                assert!(!plan.contains("incident_facts_opened"), "{plan}");
+            }
             tx.rollback().await.unwrap();
         }
         pool.close().await;
