@@ -155,33 +155,34 @@ WHERE incident > 0
 GROUP BY ref_id, incident
 "#;
 
-/// Every incident's rework piece (migration 0015, whose filling of an existing store is
-/// this statement): the reach of the incidents before it in (opened_at, open_event_id)
-/// order by one window over each service's incidents, and the attempts in its piece by
-/// one count each, a range of `deploy_facts_service_window`. Run once the facts and
+/// The groups of rework pieces (migration 0015, whose filling of an existing store is
+/// this statement): each service's incidents grouped by opening instant, the reach of
+/// the groups before each by one window over them, and the attempts in each non-empty
+/// piece by one count, a range of `deploy_facts_service_window`. Run once the facts and
 /// their indexes are built.
 const DERIVE_PIECES: &str = r#"
-UPDATE incident_facts f
-SET piece_from = p.piece_from,
-    reach = p.reach,
-    piece_count = CASE WHEN p.piece_from < p.until THEN (
-        SELECT count(*)
-        FROM deploy_facts d
-        WHERE d.environment = f.environment AND d.service = f.service
-          AND d.occurred_at >= p.piece_from AND d.occurred_at < p.until
-    ) ELSE 0 END
+INSERT INTO rework_pieces (environment, service, opened_at, until, piece_from, reach, attempts)
+SELECT environment, service, opened_at, until, piece_from, reach,
+       CASE WHEN piece_from < until THEN (
+           SELECT count(*)
+           FROM deploy_facts d
+           WHERE d.environment = g.environment AND d.service = g.service
+             AND d.occurred_at >= g.piece_from AND d.occurred_at < g.until
+       ) ELSE 0 END
 FROM (
-    SELECT open_event_id, until, greatest(opened_at, before) AS piece_from,
-           greatest(before, until) AS reach
+    SELECT environment, service, opened_at, until,
+           greatest(opened_at, before) AS piece_from, greatest(before, until) AS reach
     FROM (
-        SELECT open_event_id, opened_at, coalesce(closed_at, 'infinity') AS until,
-               max(coalesce(closed_at, 'infinity')) OVER (
-                   PARTITION BY environment, service ORDER BY opened_at, open_event_id
-                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
-        FROM incident_facts
+        SELECT environment, service, opened_at, until,
+               max(until) OVER (PARTITION BY environment, service ORDER BY opened_at
+                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
+        FROM (
+            SELECT environment, service, opened_at, max(coalesce(closed_at, 'infinity')) AS until
+            FROM incident_facts
+            GROUP BY environment, service, opened_at
+        ) groups
     ) ordered
-) p
-WHERE f.open_event_id = p.open_event_id
+) g
 "#;
 
 /// Where a load stands, for the progress line.
@@ -512,9 +513,11 @@ impl BulkLoad {
         // (migration 0006) visits it in the background after the swap. This store's
         // tables only: a bare VACUUM would visit every schema of the database.
         let step = Instant::now();
-        sqlx::query("VACUUM (FREEZE, ANALYZE) deploy_facts, incident_facts, services")
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "VACUUM (FREEZE, ANALYZE) deploy_facts, incident_facts, rework_pieces, services",
+        )
+        .execute(&mut *conn)
+        .await?;
         sqlx::query("ANALYZE events, rejected_events")
             .execute(&mut *conn)
             .await?;

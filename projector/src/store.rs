@@ -505,7 +505,7 @@ retriggers AS (
         ) x
         WHERE NOT EXISTS (SELECT 1 FROM incidents i WHERE i.open_id = x.open_event_id)
     ))
-    RETURNING f.service, f.environment, f.opened_at, f.open_event_id
+    RETURNING f.service, f.environment, f.opened_at
 ),
 written AS (
 INSERT INTO incident_facts AS f
@@ -521,151 +521,185 @@ ORDER BY i.open_id
 ON CONFLICT (open_event_id) DO UPDATE
 SET closed_at = EXCLUDED.closed_at, close_event_id = EXCLUDED.close_event_id
 WHERE (f.closed_at, f.close_event_id) IS DISTINCT FROM (EXCLUDED.closed_at, EXCLUDED.close_event_id)
-RETURNING f.service, f.environment, f.opened_at, f.open_event_id
+RETURNING f.service, f.environment, f.opened_at
 )
--- What changed, for the rework pieces (RECOMPUTE_PIECES): the incidents inserted,
--- closed differently, or gone.
+-- What changed, for the rework pieces (SYNC_GROUPS): the incidents inserted, closed
+-- differently, or gone.
 SELECT * FROM retriggers
 UNION ALL
 SELECT * FROM written
 "#;
 
-/// Brings the rework pieces (migration 0015) of the services whose incidents changed
-/// up to date: `$1`-`$4` the changed incidents' service, environment, opening time and
-/// open id (rows inserted, closed differently or deleted by [`RECOMPUTE_INCIDENTS`]).
-/// Returns the incidents whose piece it recounted.
+/// Brings the groups of rework pieces (migration 0015) that the batch's incident
+/// changes touch up to date: `$1`-`$3` the changed incidents' service, environment and
+/// opening time (incidents inserted, closed differently or removed by
+/// [`RECOMPUTE_INCIDENTS`]). A group's `until` is the latest close of the incidents
+/// opened at its instant, one range of `incident_facts_service_opened`; a group left with
+/// no incident goes. Returns the groups whose `until` changed, or that went: the
+/// changes [`RECOMPUTE_PIECES`] starts from. Their pieces are left to it (NULL when new).
+const SYNC_GROUPS: &str = r#"
+WITH keys AS (
+    SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS c(service, environment, at)
+),
+-- Each group read once (an alert storm's thousands of incidents at one instant change
+-- hundreds of times a batch).
+changed AS (
+    SELECT c.service, c.environment, c.at,
+           (SELECT max(coalesce(i.closed_at, 'infinity'))
+            FROM incident_facts i
+            WHERE i.environment = c.environment AND i.service = c.service
+              AND i.opened_at = c.at) AS until
+    FROM keys c
+),
+gone AS (
+    DELETE FROM rework_pieces p
+    USING changed c
+    WHERE c.until IS NULL
+      AND p.environment = c.environment AND p.service = c.service AND p.opened_at = c.at
+    RETURNING p.service, p.environment, p.opened_at
+),
+kept AS (
+    INSERT INTO rework_pieces AS p (environment, service, opened_at, until)
+    SELECT environment, service, at, until FROM changed WHERE until IS NOT NULL
+    ON CONFLICT (environment, service, opened_at) DO UPDATE
+    SET until = EXCLUDED.until
+    WHERE p.until <> EXCLUDED.until
+    RETURNING p.service, p.environment, p.opened_at
+)
+SELECT * FROM gone
+UNION ALL
+SELECT * FROM kept
+"#;
+
+/// Recomputes the pieces that changed groups (`$1`-`$3`: service, environment,
+/// instant, from [`SYNC_GROUPS`]) move, and recounts their attempts. Returns the
+/// groups it recounted.
 ///
-/// A piece depends on the incident and on the reach of the incidents before it in
-/// (opened_at, open_event_id) order, so a change can move the pieces after it. Each
-/// service's walk starts at its first change, with the stored reach of the incident
-/// before it, and goes on in order while the pieces it computes differ from the stored
-/// ones. At an incident whose piece and reach are as stored, every incident up to the
-/// next change is as stored too (the reach it hands on is the one they were computed
-/// from), so the walk jumps to the next change, taking the stored reach of the incident
-/// before it; after the last change it stops. A batch's cost is then its changes and the
-/// pieces they really move, not every incident between them: a batch of incidents that
-/// all open at one instant (ordered by id there) walks each new one and its successor,
-/// not the instant's thousands.
+/// A piece depends on its group and on the reach of the groups before it, so a change
+/// can move the pieces after it. Each service's walk starts at its first change, with
+/// the stored reach of the group before it, and goes on in order while the pieces it
+/// computes differ from the stored ones. At a group whose piece and reach are as stored,
+/// every group up to the next change is as stored too (the reach it hands on is the one
+/// they were computed from), so the walk jumps to the next change, taking the stored
+/// reach of the group before it; after the last change it stops. A batch's cost is its
+/// changes and the pieces they really move, not every group between them.
 const RECOMPUTE_PIECES: &str = r#"
 WITH RECURSIVE keys AS (
-    SELECT c.service, c.environment,
-           array_agg(c.at ORDER BY c.at, c.id) AS ats, array_agg(c.id ORDER BY c.at, c.id) AS ids
-    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
-         AS c(service, environment, at, id)
+    SELECT c.service, c.environment, array_agg(DISTINCT c.at ORDER BY c.at) AS ats
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS c(service, environment, at)
     GROUP BY c.service, c.environment
 ),
 walk AS (
-    SELECT k.service, k.environment, k.ats, k.ids, f.open_event_id, f.opened_at, f.until,
-           f.piece_from AS was_from, f.reach AS was_reach,
-           greatest(f.opened_at, b.reach) AS piece_from, greatest(b.reach, f.until) AS reach
+    SELECT k.service, k.environment, k.ats, g.opened_at, g.until,
+           g.piece_from AS was_from, g.reach AS was_reach,
+           greatest(g.opened_at, b.reach) AS piece_from, greatest(b.reach, g.until) AS reach
     FROM keys k
     CROSS JOIN LATERAL (
-        SELECT x.open_event_id, x.opened_at, coalesce(x.closed_at, 'infinity') AS until,
-               x.piece_from, x.reach
-        FROM incident_facts x
+        SELECT x.opened_at, x.until, x.piece_from, x.reach
+        FROM rework_pieces x
         WHERE x.environment = k.environment AND x.service = k.service
-          AND (x.opened_at, x.open_event_id) >= (k.ats[1], k.ids[1])
-        ORDER BY x.opened_at, x.open_event_id
+          AND x.opened_at >= k.ats[1]
+        ORDER BY x.opened_at
         LIMIT 1
-    ) f
+    ) g
     LEFT JOIN LATERAL (
         SELECT x.reach
-        FROM incident_facts x
+        FROM rework_pieces x
         WHERE x.environment = k.environment AND x.service = k.service
-          AND (x.opened_at, x.open_event_id) < (f.opened_at, f.open_event_id)
-        ORDER BY x.opened_at DESC, x.open_event_id DESC
+          AND x.opened_at < g.opened_at
+        ORDER BY x.opened_at DESC
         LIMIT 1
     ) b ON true
   UNION ALL
-    SELECT w.service, w.environment, w.ats, w.ids, f.open_event_id, f.opened_at, f.until,
-           f.piece_from, f.reach,
-           greatest(f.opened_at, f.before), greatest(f.before, f.until)
+    SELECT w.service, w.environment, w.ats, g.opened_at, g.until, g.piece_from, g.reach,
+           greatest(g.opened_at, g.before), greatest(g.before, g.until)
     FROM walk w
     CROSS JOIN LATERAL (
         SELECT (w.was_from, w.was_reach) IS NOT DISTINCT FROM (w.piece_from, w.reach) AS stable
     ) s
-    -- As stored: the next change after this incident, if there is one.
+    -- As stored: the next change after this group, if there is one.
     LEFT JOIN LATERAL (
-        SELECT w.ats[i] AS at, w.ids[i] AS id
-        FROM generate_subscripts(w.ats, 1) AS i
-        WHERE s.stable AND (w.ats[i], w.ids[i]) > (w.opened_at, w.open_event_id)
-        ORDER BY i
-        LIMIT 1
+        SELECT min(a) AS at
+        FROM unnest(w.ats) AS a
+        WHERE s.stable AND a > w.opened_at
     ) q ON true
     CROSS JOIN LATERAL (
         (
-            -- Moved: the next incident, after this one's reach.
-            SELECT x.open_event_id, x.opened_at, coalesce(x.closed_at, 'infinity') AS until,
-                   x.piece_from, x.reach, w.reach AS before
-            FROM incident_facts x
+            -- Moved: the next group, after this one's reach.
+            SELECT x.opened_at, x.until, x.piece_from, x.reach, w.reach AS before
+            FROM rework_pieces x
             WHERE NOT s.stable
               AND x.environment = w.environment AND x.service = w.service
-              AND (x.opened_at, x.open_event_id) > (w.opened_at, w.open_event_id)
-            ORDER BY x.opened_at, x.open_event_id
+              AND x.opened_at > w.opened_at
+            ORDER BY x.opened_at
             LIMIT 1
         )
         UNION ALL
         (
-            -- As stored: the first incident at or after the next change, after the
-            -- stored reach of the one before it.
-            SELECT x.open_event_id, x.opened_at, coalesce(x.closed_at, 'infinity'),
-                   x.piece_from, x.reach,
+            -- As stored: the first group at or after the next change, after the stored
+            -- reach of the one before it.
+            SELECT x.opened_at, x.until, x.piece_from, x.reach,
                    (SELECT y.reach
-                    FROM incident_facts y
+                    FROM rework_pieces y
                     WHERE y.environment = w.environment AND y.service = w.service
-                      AND (y.opened_at, y.open_event_id) < (x.opened_at, x.open_event_id)
-                    ORDER BY y.opened_at DESC, y.open_event_id DESC
+                      AND y.opened_at < x.opened_at
+                    ORDER BY y.opened_at DESC
                     LIMIT 1)
-            FROM incident_facts x
+            FROM rework_pieces x
             WHERE s.stable
               AND x.environment = w.environment AND x.service = w.service
-              AND (x.opened_at, x.open_event_id) >= (q.at, q.id)
-            ORDER BY x.opened_at, x.open_event_id
+              AND x.opened_at >= q.at
+            ORDER BY x.opened_at
             LIMIT 1
         )
-    ) f
+    ) g
 )
-UPDATE incident_facts f
+UPDATE rework_pieces p
 SET piece_from = w.piece_from,
     reach = w.reach,
-    piece_count = CASE WHEN w.piece_from < w.until THEN (
+    attempts = CASE WHEN w.piece_from < w.until THEN (
         SELECT count(*)
         FROM deploy_facts d
         WHERE d.environment = w.environment AND d.service = w.service
           AND d.occurred_at >= w.piece_from AND d.occurred_at < w.until
     ) ELSE 0 END
 FROM walk w
-WHERE f.open_event_id = w.open_event_id
+WHERE p.environment = w.environment AND p.service = w.service AND p.opened_at = w.opened_at
   AND (w.was_from, w.was_reach) IS DISTINCT FROM (w.piece_from, w.reach)
-RETURNING f.open_event_id
+RETURNING p.service, p.environment, p.opened_at
 "#;
 
 /// Counts the batch's new attempts (`$1`-`$3`: service, environment, time) into the
 /// pieces they fall in, except the pieces [`RECOMPUTE_PIECES`] just recounted whole
-/// (`$4`), which hold them already. A new attempt's piece is the last non-empty piece
-/// of its service that starts at or before it, when that piece has not ended by then:
-/// one probe of `incident_facts_pieces`. Each attempt is new exactly once (the append
-/// returns only the rows it added), so adding is exact.
+/// (`$4`-`$6`), which hold them already. A new attempt's piece is the last non-empty
+/// piece of its service that starts at or before it, when that piece has not ended by
+/// then: one probe of `rework_pieces_piece`. Each attempt is new exactly once (the
+/// append returns only the rows it added), so adding is exact.
 const COUNT_NEW_ATTEMPTS: &str = r#"
 WITH hits AS (
-    SELECT p.open_event_id, count(*) AS n
+    SELECT p.environment, p.service, p.opened_at, count(*) AS n
     FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS a(service, environment, at)
     CROSS JOIN LATERAL (
-        SELECT x.open_event_id, coalesce(x.closed_at, 'infinity') AS until
-        FROM incident_facts x
+        SELECT x.environment, x.service, x.opened_at, x.until
+        FROM rework_pieces x
         WHERE x.environment = a.environment AND x.service = a.service
           AND x.piece_from <= a.at
-          AND x.piece_from < coalesce(x.closed_at, 'infinity')
+          AND x.piece_from < x.until
         ORDER BY x.piece_from DESC
         LIMIT 1
     ) p
-    WHERE a.at < p.until AND p.open_event_id <> ALL ($4::text[])
-    GROUP BY p.open_event_id
+    WHERE a.at < p.until
+      AND NOT EXISTS (
+          SELECT 1
+          FROM unnest($4::text[], $5::text[], $6::timestamptz[]) AS r(service, environment, at)
+          WHERE r.service = p.service AND r.environment = p.environment
+            AND r.at = p.opened_at)
+    GROUP BY p.environment, p.service, p.opened_at
 )
-UPDATE incident_facts f
-SET piece_count = f.piece_count + h.n
+UPDATE rework_pieces p
+SET attempts = p.attempts + h.n
 FROM hits h
-WHERE f.open_event_id = h.open_event_id
+WHERE p.environment = h.environment AND p.service = h.service AND p.opened_at = h.opened_at
 "#;
 
 /// Keeps messages that failed validation; a redelivered one is kept once.
@@ -686,26 +720,27 @@ struct AppendedRow {
     stream_seq: i64,
 }
 
-/// An incident that [`RECOMPUTE_INCIDENTS`] inserted, closed differently or removed.
+/// An incident that [`RECOMPUTE_INCIDENTS`] inserted, closed differently or removed, or
+/// a group of rework pieces that [`SYNC_GROUPS`] or [`RECOMPUTE_PIECES`] changed: by its
+/// service, environment and opening instant.
 #[derive(sqlx::FromRow)]
-struct ChangedIncident {
+struct Changed {
     service: String,
     environment: String,
     opened_at: DateTime<Utc>,
-    open_event_id: String,
 }
 
-/// Keeps the rework pieces (migration 0015) right after the batch: the pieces its
-/// incident changes move, then the batch's new attempts counted into theirs.
+/// Keeps the rework pieces (migration 0015) right after the batch: the groups its
+/// incident changes touch and the pieces they move, then the batch's new attempts
+/// counted into theirs.
 async fn recount_rework(
     tx: &mut sqlx::PgConnection,
     appended: &[AppendedRow],
-    changed: &[ChangedIncident],
+    changed: &[Changed],
 ) -> Result<()> {
-    let recounted: Vec<String> = if changed.is_empty() {
-        Vec::new()
-    } else {
-        sqlx::query_scalar(RECOMPUTE_PIECES)
+    let mut recounted: Vec<Changed> = Vec::new();
+    if !changed.is_empty() {
+        let groups: Vec<Changed> = sqlx::query_as(SYNC_GROUPS)
             .bind(
                 changed
                     .iter()
@@ -719,15 +754,27 @@ async fn recount_rework(
                     .collect::<Vec<_>>(),
             )
             .bind(changed.iter().map(|c| c.opened_at).collect::<Vec<_>>())
-            .bind(
-                changed
-                    .iter()
-                    .map(|c| c.open_event_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
             .fetch_all(&mut *tx)
-            .await?
-    };
+            .await?;
+        if !groups.is_empty() {
+            recounted = sqlx::query_as(RECOMPUTE_PIECES)
+                .bind(
+                    groups
+                        .iter()
+                        .map(|c| c.service.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    groups
+                        .iter()
+                        .map(|c| c.environment.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(groups.iter().map(|c| c.opened_at).collect::<Vec<_>>())
+                .fetch_all(&mut *tx)
+                .await?;
+        }
+    }
     let attempts: Vec<&AppendedRow> = appended.iter().filter(|r| r.kind == "deploy").collect();
     if !attempts.is_empty() {
         sqlx::query(COUNT_NEW_ATTEMPTS)
@@ -744,7 +791,19 @@ async fn recount_rework(
                     .collect::<Vec<_>>(),
             )
             .bind(attempts.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
-            .bind(&recounted)
+            .bind(
+                recounted
+                    .iter()
+                    .map(|c| c.service.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                recounted
+                    .iter()
+                    .map(|c| c.environment.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(recounted.iter().map(|c| c.opened_at).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
     }
@@ -880,7 +939,7 @@ pub async fn apply_at(pool: &PgPool, batch: &[Decoded], last_seq: Option<u64>) -
             .execute(&mut *tx)
             .await?;
     }
-    let changed: Vec<ChangedIncident> = if incident_events.is_empty() {
+    let changed: Vec<Changed> = if incident_events.is_empty() {
         Vec::new()
     } else {
         let (refs, ats): (Vec<String>, Vec<DateTime<Utc>>) = incident_events.into_iter().unzip();

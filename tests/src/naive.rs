@@ -448,29 +448,37 @@ struct Incident {
     opened: DateTime<Utc>,
     closed: Option<DateTime<Utc>>,
 }
-/// The incidents whose stored rework piece (migration 0015: `piece_from`, `reach`,
-/// `piece_count`) differs from one derived here from scratch: the reach of the
-/// incidents before each in (opened_at, open_event_id) order by a window over them all,
-/// and the piece's attempts counted by a join. Empty when the projector kept them right.
+/// The groups of rework pieces (migration 0015) that differ from, or are missing from,
+/// the ones derived here from scratch from the incident and deploy facts: each group's
+/// latest close, the latest close of the incidents opened before it, and its piece's
+/// attempts, each by a subquery over every row. Empty when the projector kept them right.
 pub const NAIVE_PIECES: &str = r#"
-SELECT p.open_event_id, p.piece_from, p.reach, p.piece_count,
-       n.piece_from AS want_from, n.reach AS want_reach, n.piece_count AS want_count
-FROM incident_facts p
-JOIN (
-    SELECT o.open_event_id, greatest(o.opened_at, o.before) AS piece_from,
-           greatest(o.before, o.until) AS reach,
+WITH groups AS (
+    SELECT environment, service, opened_at, max(coalesce(closed_at, 'infinity')) AS until
+    FROM incident_facts
+    GROUP BY environment, service, opened_at
+),
+want AS (
+    SELECT g.environment, g.service, g.opened_at, g.until,
+           greatest(g.opened_at, b.before) AS piece_from,
+           greatest(b.before, g.until) AS reach,
            (SELECT count(*) FROM deploy_facts d
-            WHERE d.environment = o.environment AND d.service = o.service
-              AND d.occurred_at >= greatest(o.opened_at, o.before)
-              AND d.occurred_at < o.until) AS piece_count
-    FROM (
-        SELECT i.*, coalesce(i.closed_at, 'infinity') AS until,
-               (SELECT max(coalesce(j.closed_at, 'infinity')) FROM incident_facts j
-                WHERE j.environment = i.environment AND j.service = i.service
-                  AND (j.opened_at, j.open_event_id) < (i.opened_at, i.open_event_id)) AS before
+            WHERE d.environment = g.environment AND d.service = g.service
+              AND d.occurred_at >= greatest(g.opened_at, b.before)
+              AND d.occurred_at < g.until) AS attempts
+    FROM groups g
+    CROSS JOIN LATERAL (
+        SELECT max(coalesce(i.closed_at, 'infinity')) AS before
         FROM incident_facts i
-    ) o
-) n USING (open_event_id)
-WHERE (p.piece_from, p.reach, p.piece_count) IS DISTINCT FROM (n.piece_from, n.reach, n.piece_count)
-ORDER BY p.open_event_id
+        WHERE i.environment = g.environment AND i.service = g.service
+          AND i.opened_at < g.opened_at
+    ) b
+)
+SELECT p.environment, p.service, p.opened_at, p.until, p.piece_from, p.reach, p.attempts,
+       w.environment AS want_environment, w.opened_at AS want_opened_at, w.until AS want_until,
+       w.piece_from AS want_from, w.reach AS want_reach, w.attempts AS want_attempts
+FROM rework_pieces p
+FULL JOIN want w USING (environment, service, opened_at)
+WHERE (p.until, p.piece_from, p.reach, p.attempts)
+      IS DISTINCT FROM (w.until, w.piece_from, w.reach, w.attempts)
 "#;

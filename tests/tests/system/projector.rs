@@ -604,6 +604,7 @@ async fn what_was_derived(env: &TestEnv, without_arrival: bool) -> Vec<String> {
         "SELECT (id, kind, service, environment, git_sha, succeeded, commit_at, ref_id, occurred_at, source)::text FROM events ORDER BY id",
         "SELECT (event_id, service, environment, git_sha, occurred_at, succeeded, lead_seconds, failed_at, failed_by)::text FROM deploy_facts ORDER BY event_id",
         "SELECT row_to_json(i)::text FROM incident_facts i ORDER BY open_event_id",
+        "SELECT row_to_json(p)::text FROM rework_pieces p ORDER BY environment, service, opened_at",
         "SELECT (stream_seq, subject, payload, reason, field, received_at)::text FROM rejected_events ORDER BY stream_seq",
     ] {
         out.extend(sqlx::query_scalar::<_, String>(q).fetch_all(&env.pool).await.unwrap());

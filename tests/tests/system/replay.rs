@@ -16,6 +16,7 @@ pub(crate) async fn snapshot(env: &TestEnv) -> Vec<String> {
         "SELECT row_to_json(e)::text FROM events e ORDER BY id",
         "SELECT row_to_json(d)::text FROM deploy_facts d ORDER BY event_id",
         "SELECT row_to_json(i)::text FROM incident_facts i ORDER BY open_event_id",
+        "SELECT row_to_json(p)::text FROM rework_pieces p ORDER BY environment, service, opened_at",
         "SELECT (stream_seq, subject, payload, reason, field, received_at)::text FROM rejected_events ORDER BY stream_seq",
     ] {
         out.extend(sqlx::query_scalar::<_, String>(q).fetch_all(&env.pool).await.unwrap());
