@@ -730,6 +730,29 @@ struct Changed {
     opened_at: DateTime<Utc>,
 }
 
+/// `rows` as the three arrays the rework statements take: services, environments,
+/// instants.
+fn columns<'a>(
+    rows: impl Iterator<Item = (&'a str, &'a str, DateTime<Utc>)>,
+) -> (Vec<&'a str>, Vec<&'a str>, Vec<DateTime<Utc>>) {
+    let (mut services, mut environments, mut instants) = (Vec::new(), Vec::new(), Vec::new());
+    for (service, environment, at) in rows {
+        services.push(service);
+        environments.push(environment);
+        instants.push(at);
+    }
+    (services, environments, instants)
+}
+
+/// [`columns`] of changed incidents or groups.
+fn changed_columns(changed: &[Changed]) -> (Vec<&str>, Vec<&str>, Vec<DateTime<Utc>>) {
+    columns(
+        changed
+            .iter()
+            .map(|c| (c.service.as_str(), c.environment.as_str(), c.opened_at)),
+    )
+}
+
 /// Keeps the rework pieces (migration 0015) right after the batch: the groups its
 /// incident changes touch and the pieces they move, then the batch's new attempts
 /// counted into theirs.
@@ -740,70 +763,39 @@ async fn recount_rework(
 ) -> Result<()> {
     let mut recounted: Vec<Changed> = Vec::new();
     if !changed.is_empty() {
+        let (services, environments, instants) = changed_columns(changed);
         let groups: Vec<Changed> = sqlx::query_as(SYNC_GROUPS)
-            .bind(
-                changed
-                    .iter()
-                    .map(|c| c.service.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                changed
-                    .iter()
-                    .map(|c| c.environment.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(changed.iter().map(|c| c.opened_at).collect::<Vec<_>>())
+            .bind(services)
+            .bind(environments)
+            .bind(instants)
             .fetch_all(&mut *tx)
             .await?;
         if !groups.is_empty() {
+            let (services, environments, instants) = changed_columns(&groups);
             recounted = sqlx::query_as(RECOMPUTE_PIECES)
-                .bind(
-                    groups
-                        .iter()
-                        .map(|c| c.service.as_str())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    groups
-                        .iter()
-                        .map(|c| c.environment.as_str())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(groups.iter().map(|c| c.opened_at).collect::<Vec<_>>())
+                .bind(services)
+                .bind(environments)
+                .bind(instants)
                 .fetch_all(&mut *tx)
                 .await?;
         }
     }
-    let attempts: Vec<&AppendedRow> = appended.iter().filter(|r| r.kind == "deploy").collect();
-    if !attempts.is_empty() {
+    let (services, environments, instants) = columns(
+        appended
+            .iter()
+            .filter(|r| r.kind == "deploy")
+            .map(|r| (r.service.as_str(), r.environment.as_str(), r.occurred_at)),
+    );
+    if !services.is_empty() {
+        let (recounted_services, recounted_environments, recounted_instants) =
+            changed_columns(&recounted);
         sqlx::query(COUNT_NEW_ATTEMPTS)
-            .bind(
-                attempts
-                    .iter()
-                    .map(|r| r.service.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                attempts
-                    .iter()
-                    .map(|r| r.environment.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(attempts.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
-            .bind(
-                recounted
-                    .iter()
-                    .map(|c| c.service.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                recounted
-                    .iter()
-                    .map(|c| c.environment.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(recounted.iter().map(|c| c.opened_at).collect::<Vec<_>>())
+            .bind(services)
+            .bind(environments)
+            .bind(instants)
+            .bind(recounted_services)
+            .bind(recounted_environments)
+            .bind(recounted_instants)
             .execute(&mut *tx)
             .await?;
     }
