@@ -7,7 +7,7 @@
 //! span with `width_bucket` and `GROUP BY` was tried first: on the 1M-event benchmark it
 //! sorted every row of the span before aggregating, and took about 4x as long.) Open
 //! incidents are read once and joined to the windows' ends. The rework family joins the
-//! windows' bounds the same way, to the incidents' pieces in each ([`REWORK`]). The
+//! windows' bounds the same way, to the rework pieces in each ([`REWORK`]). The
 //! medians are selected from the values each group sends ([`median`]).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -82,25 +82,11 @@ CROSS JOIN LATERAL (
         {service}                                                     AS service,
         coalesce(sum(n), 0)::int8                                     AS rework
     FROM (
-        -- (A condition on the piece would let the planner read the pieces' own index,
-        -- every piece of the past up to the end, instead of the range of openings.)
+        -- Each piece's attempts within the range: none when it holds none or lies
+        -- outside; its stored count when it lies inside; else counted.
         SELECT p.service,
-               CASE WHEN p.piece_from >= least(p.until, w.end_at) THEN 0
-                    WHEN p.until <= w.end_at OR p.attempts = 0 THEN p.attempts
-                    ELSE (
-                        SELECT count(*)
-                        FROM deploy_facts d
-                        WHERE d.environment = $1 AND d.service = p.service
-                          AND d.occurred_at >= p.piece_from AND d.occurred_at < w.end_at
-                    )
-               END                                                    AS n
-        FROM rework_pieces p
-        WHERE p.environment = $1
-          AND ($4::text IS NULL OR p.service = $4)
-          AND p.opened_at >= w.start_at AND p.opened_at < w.end_at
-      UNION ALL
-        SELECT p.service,
-               CASE WHEN p.attempts = 0 THEN 0
+               CASE WHEN p.attempts = 0
+                      OR greatest(p.piece_from, w.start_at) >= least(p.until, w.end_at) THEN 0
                     WHEN p.piece_from >= w.start_at AND p.until <= w.end_at THEN p.attempts
                     ELSE (
                         SELECT count(*)
@@ -109,12 +95,23 @@ CROSS JOIN LATERAL (
                           AND d.occurred_at >= greatest(p.piece_from, w.start_at)
                           AND d.occurred_at < least(p.until, w.end_at)
                     )
-               END
-        FROM rework_pieces p
-        WHERE tstzrange(p.opened_at, p.until, '(]') @> w.start_at
-          AND p.environment = $1
-          AND ($4::text IS NULL OR p.service = $4)
-          AND greatest(p.piece_from, w.start_at) < least(p.until, w.end_at)
+               END                                                    AS n
+        FROM (
+            -- (A condition on the piece here would let the planner read the pieces' own
+            -- index, every piece of the past up to the end, instead of the range of
+            -- openings.)
+            SELECT service, piece_from, until, attempts
+            FROM rework_pieces
+            WHERE environment = $1
+              AND ($4::text IS NULL OR service = $4)
+              AND opened_at >= w.start_at AND opened_at < w.end_at
+          UNION ALL
+            SELECT service, piece_from, until, attempts
+            FROM rework_pieces
+            WHERE tstzrange(opened_at, until, '(]') @> w.start_at
+              AND environment = $1
+              AND ($4::text IS NULL OR service = $4)
+        ) p
     ) pieces
     {group}
 ) r
